@@ -1,0 +1,28 @@
+"""verifier: prove or refute properties of neural networks exported to ONNX.
+
+The public API is small and imported lazily (``import verifier`` stays cheap):
+
+    load_model(path) -> Graph              the ONNX front end
+    evaluate(graph, x)                     exact float64 evaluation of the IR
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {
+    "load_model": "verifier.frontend",
+    "evaluate": "verifier.ir.evaluate",
+    "Graph": "verifier.ir.graph",
+}
+
+
+def __getattr__(name):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'verifier' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = sorted(_API)
