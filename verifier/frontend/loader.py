@@ -150,8 +150,8 @@ def lower_model(model, where: str = "<model>") -> Graph:
         args = [values[i] if i else None for i in node.input]
         try:
             attrs = node_attributes(node, opset)
-            if node.op_type != "Shape" and not any(is_var(a) for a in args) \
-                    and node.domain != "verifier":
+            if node.op_type not in ("Shape", "Constant") and node.domain != "verifier" \
+                    and not any(is_var(a) for a in args):
                 outputs = _fold_constant(node, args, opset)
             else:
                 outputs = func(ctx, node, args, attrs)

@@ -1,0 +1,84 @@
+"""Builders for small ONNX models (onnx.helper) used across the tests."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+IR_VERSION = 8  # onnxruntime accepts at most 13; onnx writes 14 by default
+X = "X"  # marks the model input among a node's inputs
+
+
+def _rng_array(rng, shape, low=-1.0, high=1.0):
+    return rng.uniform(low, high, size=shape).astype(np.float32)
+
+
+def single_node_model(op_type, input_shape, inputs=(X,), attrs=None, opset=17,
+                      outputs=1, seed=0, batch_param=False):
+    """A model with one node ``op_type`` whose inputs are ``inputs``.
+
+    ``inputs`` lists, in order, ``X`` (the model input) or constant arrays (as
+    initializers), or ``None`` for an omitted optional input.
+    """
+    names, inits = [], []
+    for i, item in enumerate(inputs):
+        if item is None:
+            names.append("")
+        elif isinstance(item, str) and item == X:
+            names.append("x")
+        else:
+            array = np.asarray(item)
+            name = f"c{i}"
+            inits.append(numpy_helper.from_array(array, name))
+            names.append(name)
+    out_names = [f"y{i}" for i in range(outputs)]
+    node = helper.make_node(op_type, names, out_names, name=f"{op_type.lower()}_node",
+                            **(attrs or {}))
+    shape = list(input_shape)
+    if batch_param:
+        shape[0] = "batch"
+    graph = helper.make_graph(
+        [node], "single", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(out_names[0], TensorProto.FLOAT, None)],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def chain_model(layers, input_shape, opset=17):
+    """A model of nodes applied in sequence: ``layers`` is a list of
+    (op_type, [extra constant inputs], attrs)."""
+    nodes, inits = [], []
+    current = "x"
+    for k, (op_type, consts, attrs) in enumerate(layers):
+        names = [current]
+        for j, c in enumerate(consts):
+            name = f"l{k}_c{j}"
+            inits.append(numpy_helper.from_array(np.asarray(c), name))
+            names.append(name)
+        out = f"t{k}"
+        nodes.append(helper.make_node(op_type, names, [out], name=f"n{k}_{op_type}", **attrs))
+        current = out
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info(current, TensorProto.FLOAT, None)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def run_onnxruntime(model, x):
+    """Run a ModelProto on each x[i] (the model's own input shape); stack."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.stack([session.run(None, {name: x[i].astype(np.float32)})[0]
+                     for i in range(x.shape[0])])
+
+
+def save(model, path):
+    onnx.save(model, str(path))
+    return path

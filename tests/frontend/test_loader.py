@@ -1,0 +1,202 @@
+"""Loader behaviour: graphs with branches, the GELU pattern, errors, shared networks."""
+from __future__ import annotations
+
+import gzip
+import math
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.builders import IR_VERSION, chain_model, run_onnxruntime, save, single_node_model
+from tests.conftest import require_shared
+from verifier.cli import main
+from verifier.errors import InputFileError, ModelError, UnsupportedModelError
+from verifier.frontend import load_model
+from verifier.ir import evaluate, ops
+from verifier.ir.evaluate import EVAL_RULES
+
+
+def _graph_model(nodes, inits, in_shape, out_name, opset=17):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.asarray(v, dtype=np.float32), k)
+                     for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
+def _assert_matches(model, shape, seed=0):
+    graph = load_model(model)
+    x = np.random.default_rng(seed).uniform(-2, 2, size=(4,) + tuple(shape)).astype(np.float32)
+    expected = run_onnxruntime(model, x)
+    got = evaluate(graph, x.astype(np.float64)).reshape(expected.shape)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    return graph
+
+
+def test_every_core_op_has_an_evaluation_rule():
+    assert set(ops.CORE_OPS) <= set(EVAL_RULES)
+
+
+def test_residual_graph_with_shared_consumers():
+    rng = np.random.default_rng(0)
+    inits = {"w1": rng.normal(size=(6, 6)), "w2": rng.normal(size=(6, 6)), "b": rng.normal(size=6)}
+    nodes = [
+        helper.make_node("MatMul", ["x", "w1"], ["h"]),
+        helper.make_node("Relu", ["h"], ["r"]),
+        helper.make_node("MatMul", ["r", "w2"], ["h2"]),
+        helper.make_node("Add", ["h2", "x"], ["res"]),      # residual: x used twice
+        helper.make_node("Add", ["res", "b"], ["res_b"]),
+        helper.make_node("Mul", ["r", "b"], ["side"]),       # r has two consumers
+        helper.make_node("Sub", ["res_b", "side"], ["out"]),
+    ]
+    graph = _assert_matches(_graph_model(nodes, inits, (1, 6), "out"), (1, 6))
+    assert graph.op_counts()["Add"] == 2
+
+
+@pytest.mark.parametrize("form", ["div_then_x_first", "mul_half_last", "half_first"])
+def test_erf_gelu_pattern_becomes_one_gelu(form):
+    s2 = np.float32(math.sqrt(2))
+    inits = {"s2": s2, "one": np.float32(1.0), "half": np.float32(0.5),
+             "inv": np.float32(1 / math.sqrt(2))}
+    if form == "div_then_x_first":
+        nodes = [helper.make_node("Div", ["x", "s2"], ["t"]), helper.make_node("Erf", ["t"], ["e"]),
+                 helper.make_node("Add", ["e", "one"], ["a"]), helper.make_node("Mul", ["x", "a"], ["m"]),
+                 helper.make_node("Mul", ["m", "half"], ["out"])]
+    elif form == "mul_half_last":
+        nodes = [helper.make_node("Mul", ["x", "inv"], ["t"]), helper.make_node("Erf", ["t"], ["e"]),
+                 helper.make_node("Add", ["one", "e"], ["a"]), helper.make_node("Mul", ["a", "half"], ["m"]),
+                 helper.make_node("Mul", ["x", "m"], ["out"])]
+    else:
+        nodes = [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Div", ["x", "s2"], ["t"]),
+                 helper.make_node("Erf", ["t"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"]),
+                 helper.make_node("Mul", ["h", "a"], ["out"])]
+    graph = _assert_matches(_graph_model(nodes, inits, (1, 5), "out"), (1, 5))
+    assert dict(graph.op_counts()) == {"Input": 1, "Gelu": 1}
+
+
+def test_constant_shape_chain_is_folded():
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes"], ["nu"]),
+        helper.make_node("Concat", ["nu", "minus1"], ["target"], axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["out"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array(0, dtype=np.int64), "zero"),
+                     numpy_helper.from_array(np.array([0], dtype=np.int64), "axes"),
+                     numpy_helper.from_array(np.array([-1], dtype=np.int64), "minus1")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = IR_VERSION
+    lowered = _assert_matches(model, (1, 2, 3))
+    assert lowered.output_shape == (1, 6)
+    assert dict(lowered.op_counts()) == {"Input": 1, "Reshape": 1}
+
+
+def test_unsupported_model_names_every_bad_node():
+    nodes = [helper.make_node("Erf", ["x"], ["a"], name="blk/erf"),
+             helper.make_node("Relu", ["a"], ["b"], name="after_erf"),
+             helper.make_node("Mul", ["x", "x"], ["c"], name="square"),
+             helper.make_node("Add", ["b", "c"], ["out"], name="sum")]
+    with pytest.raises(UnsupportedModelError) as info:
+        load_model(_graph_model(nodes, {}, (1, 3), "out"))
+    names = [n.name for n in info.value.nodes]
+    assert names == ["blk/erf", "square"]  # downstream nodes are not blamed
+    message = str(info.value)
+    assert "op Erf, opset 17" in message and "not affine" in message
+
+
+def test_unsupported_attribute_is_named():
+    model = single_node_model("Pad", (1, 2, 3), ["X", np.array([0, 0, 1, 0, 0, 1])],
+                              {"mode": "mirror"})
+    with pytest.raises(UnsupportedModelError, match="mode 'mirror'"):
+        load_model(model)
+
+
+def test_two_inputs_are_rejected():
+    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["z"])], "g",
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2])
+                               for n in "xy"],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(UnsupportedModelError, match="exactly one non-constant input"):
+        load_model(model)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(InputFileError, match="does not exist"):
+        load_model(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not protobuf \x00\xff" * 10)
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
+        load_model(junk)
+
+
+def test_gzipped_model_loads(tmp_path):
+    model = single_node_model("Relu", (1, 4))
+    path = tmp_path / "m.onnx.gz"
+    path.write_bytes(gzip.compress(model.SerializeToString()))
+    assert load_model(path).output_shape == (1, 4)
+
+
+def test_ir_nodes_are_immutable():
+    graph = load_model(single_node_model("Gemm", (1, 3), ["X", np.ones((2, 3), np.float32)],
+                                         {"transB": 1}))
+    linear = graph.nodes[-1]
+    with pytest.raises(ValueError):
+        linear.weight[0, 0] = 5.0
+    with pytest.raises(AttributeError):
+        linear.weight = None
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_inspect_cli_ok_and_json(tmp_path):
+    path = save(chain_model([("Gemm", [np.ones((4, 3), np.float32)], {"transB": 1}),
+                             ("Relu", [], {})], (1, 3)), tmp_path / "m.onnx")
+    result = CliRunner().invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "Linear" in result.output and "[ok]" in result.output
+    result = CliRunner().invoke(main, ["inspect", str(path), "--json"])
+    import json
+
+    data = json.loads(result.output)
+    assert data["consistent"] and data["parameters"] == 12 and data["output_shape"] == [1, 4]
+
+
+def test_inspect_cli_errors_exit_2_without_traceback(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["inspect", str(tmp_path / "missing.onnx")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    assert "Traceback" not in result.output
+    path = save(single_node_model("Erf", (1, 3)), tmp_path / "erf.onnx")
+    result = runner.invoke(main, ["inspect", str(path)])
+    assert result.exit_code == 2
+    assert "error: unsupported model" in result.output and "erf_node" in result.output
+
+
+# ---------------------------------------------------------------- shared networks
+
+
+def _shared_networks():
+    root = require_shared("vnncomp")
+    return sorted(root.glob("*/*/*.onnx"))
+
+
+def test_every_shared_network_loads_and_matches_onnxruntime():
+    from verifier.inspect import inspect_model
+
+    paths = _shared_networks()
+    assert len(paths) == 53
+    for path in paths:
+        report = inspect_model(path, samples=8)
+        assert report.consistent, (path, report.max_relative_error)
