@@ -84,3 +84,7 @@ class MismatchError(VerifierError):
 
 class DataError(VerifierError):
     """A data file (images, labels) is malformed or does not fit the model."""
+
+
+class DeviceError(VerifierError):
+    """A requested device (e.g. a CUDA GPU) cannot be used on this machine."""
