@@ -1,0 +1,137 @@
+"""Answers: the verdict words, counterexamples, results and the one writer of
+the VNN-COMP result format.
+
+A ``sat`` result can only be built from a :class:`Counterexample`, and a
+Counterexample only by :func:`replay_counterexample`, which runs the input
+through onnxruntime (float32, the model's own input shape, C order) and checks
+the property on the replayed outputs with no tolerance.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Verdict(str, enum.Enum):
+    SAT = "sat"          # a counterexample exists (property violated)
+    UNSAT = "unsat"      # proved: no input in the region reaches the unsafe set
+    UNKNOWN = "unknown"  # the search ended without an answer
+    TIMEOUT = "timeout"  # the time ran out
+    ERROR = "error"      # bad input or an internal failure
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def exit_code(self) -> int:
+        return {Verdict.UNSAT: 0, Verdict.SAT: 1, Verdict.ERROR: 2}.get(self, 3)
+
+
+class _ReplayToken:
+    """Only :func:`replay_counterexample` holds this; it guards the constructor."""
+
+
+_TOKEN = _ReplayToken()
+
+
+@dataclass(frozen=True, eq=False)
+class Counterexample:
+    """An input (float32, flat C order) and the outputs onnxruntime gave for it."""
+
+    x: np.ndarray
+    y: np.ndarray
+    case: int
+    _token: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self._token is not _TOKEN:
+            raise TypeError("a Counterexample is only built by replay_counterexample()")
+
+
+def float32_inside(x, lower, upper) -> np.ndarray:
+    """Round ``x`` to float32 values that still lie in ``[lower, upper]``.
+
+    A float64 point inside the box can round to a float32 just outside it;
+    such entries are moved one float32 step back inside.
+    """
+    x = np.clip(np.asarray(x, dtype=np.float64), lower, upper)
+    x32 = x.astype(np.float32)
+    low = x32.astype(np.float64) < lower
+    x32[low] = np.nextafter(x32[low], np.float32(np.inf))
+    high = x32.astype(np.float64) > upper
+    x32[high] = np.nextafter(x32[high], np.float32(-np.inf))
+    return x32
+
+
+def replay_counterexample(session, prop, x, case: int | None = None):
+    """Run ``x`` through onnxruntime and return a Counterexample if it violates
+    ``prop`` exactly (no tolerance), else None.
+
+    ``session`` is a :class:`verifier.runtime.Session` of the model; ``x`` is
+    a flat input (rounded to float32 here).
+    """
+    x32 = np.asarray(x).astype(np.float32).reshape(-1)
+    y = session.run(x32.reshape((1,) + tuple(session.input_shape))).reshape(-1)
+    x64, y64 = x32.astype(np.float64), y.astype(np.float64)
+    cases = range(len(prop.cases)) if case is None else [case]
+    for k in cases:
+        if prop.cases[k].is_counterexample(x64, y64):
+            return Counterexample(x32.copy(), y.copy(), k, _TOKEN)
+    return None
+
+
+@dataclass
+class Result:
+    """The outcome of one verification run."""
+
+    verdict: Verdict
+    counterexample: Counterexample | None = None
+    reason: str = ""
+    seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.verdict is Verdict.SAT) != (self.counterexample is not None):
+            raise ValueError("a sat result needs a replayed counterexample, and only sat has one")
+
+    def to_dict(self) -> dict:
+        data = {"result": self.verdict.value, "reason": self.reason,
+                "seconds": round(self.seconds, 4), "stats": self.stats}
+        if self.counterexample is not None:
+            data["counterexample"] = {"x": [float(v) for v in self.counterexample.x],
+                                      "y": [float(v) for v in self.counterexample.y],
+                                      "case": self.counterexample.case}
+        return data
+
+
+def format_result(result: Result) -> str:
+    """The VNN-COMP result text: the verdict line, then for ``sat`` the
+    ``((X_0 v) ... (Y_m v))`` block with float32 values at full precision."""
+    lines = [result.verdict.value]
+    cex = result.counterexample
+    if cex is not None:
+        entries = [f"(X_{i} {float(v)!r})" for i, v in enumerate(cex.x)]
+        entries += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(cex.y)]
+        entries[0] = "(" + entries[0]
+        entries[-1] = entries[-1] + ")"
+        lines.extend(entries)
+    return "\n".join(lines) + "\n"
+
+
+def write_result_file(path, result: Result) -> None:
+    """Write the result file atomically (a temporary file renamed into place)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".result-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(format_result(result))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,1 @@
+"""Search: falsification (sampling, PGD) and branch and bound."""

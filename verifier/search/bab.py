@@ -1,0 +1,290 @@
+"""Branch and bound: make the bound engine complete where it can be.
+
+Two strategies, chosen from the problem:
+
+* input splitting (few free inputs, e.g. acasxu's 5): a stack of sub-boxes,
+  bounded many at a time by CROWN; a box is closed when every unsafe polytope
+  of its case is refuted on it; others are split in two along the input with
+  the largest |gradient| x width of their worst open row (a "smear" score),
+  and their centres are tried as counterexamples.
+* ReLU splitting (high-dimensional inputs): sub-problems are sets of ReLU
+  phase constraints, bounded by alpha-CROWN with the constraints enforced
+  (and the parent's intermediate bounds and slopes as warm starts); the
+  branching neuron is the unstable ReLU with the largest triangle-relaxation
+  area u*(-l)/(u-l) scaled by its back-substituted influence (a BaBSR-like
+  score, Bunel et al. 2020), children take the two phases.
+
+A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifier.bounds.engine import compute_bounds
+from verifier.bounds.inputs import Box
+from verifier.bounds.margin import refuted
+from verifier.bounds.result import BoundOptions
+from verifier.ir import evaluate, ops
+from verifier.ir.grad import grad_input
+from verifier.result import float32_inside, replay_counterexample
+
+
+@dataclass
+class Outcome:
+    proved: bool
+    reason: str
+    counterexample: object = None
+
+
+@dataclass(frozen=True)
+class CaseRows:
+    """All rows of a case's polytopes stacked: C (R, n_out), d (R,), owner (R,)."""
+
+    C: np.ndarray
+    d: np.ndarray
+    owner: np.ndarray
+    count: int
+
+    @classmethod
+    def of(cls, case):
+        C = np.vstack([p.C for p in case.unsafe])
+        d = np.concatenate([p.d for p in case.unsafe])
+        owner = np.concatenate([np.full(p.rows, k) for k, p in enumerate(case.unsafe)])
+        return cls(C, d, owner, len(case.unsafe))
+
+    def open_polytopes(self, lower):
+        """(B, P) bool: polytopes not refuted by row lower bounds (B, R)."""
+        row_refuted = refuted(lower)
+        closed = np.zeros((lower.shape[0], self.count), dtype=bool)
+        for k in range(self.count):
+            closed[:, k] = row_refuted[:, self.owner == k].any(axis=1)
+        return ~closed
+
+    def worst_margin(self, y):
+        """(B,) min over polytopes of max over its rows of C y - d, and the row."""
+        values = y @ self.C.T - self.d
+        best = np.full(len(y), np.inf)
+        row = np.zeros(len(y), dtype=int)
+        for k in range(self.count):
+            idx = np.flatnonzero(self.owner == k)
+            worst = idx[values[:, idx].argmax(axis=1)]
+            margin = values[np.arange(len(y)), worst]
+            better = margin < best
+            best[better], row[better] = margin[better], worst[better]
+        return best, row
+
+
+def prove(ctx) -> Outcome:
+    """Prove every case of ``ctx.prop`` or find a counterexample."""
+    free = [int(((c.region.upper - c.region.lower) > 0).sum()) for c in ctx.prop.cases]
+    use_input_split = max(free) <= ctx.options.input_split_max_dim
+    ctx.stats["strategy"] = "input-split" if use_input_split else "relu-split"
+    total_domains = 0
+    for k, case in enumerate(ctx.prop.cases):
+        if use_input_split:
+            outcome, domains = _input_split(ctx, k, case)
+        else:
+            outcome, domains = _relu_split(ctx, k, case)
+        total_domains += domains
+        ctx.stats["domains"] = total_domains
+        if not outcome.proved:
+            return outcome
+    return Outcome(True, f"all {len(ctx.prop.cases)} input region(s) proved "
+                         f"({ctx.stats['strategy']}, {total_domains} sub-problems)")
+
+
+def _try_points(ctx, case_index, rows, x):
+    """Check points x (B, n) on the IR; replay those that look violating."""
+    graph = ctx.graph
+    y = evaluate(graph, x.reshape((len(x),) + graph.input_shape)).reshape(len(x), -1)
+    margin, _ = rows.worst_margin(y)
+    region = ctx.prop.cases[case_index].region
+    for k in np.argsort(margin)[:4]:
+        if margin[k] > 1e-4:
+            break
+        x32 = float32_inside(x[k], region.lower, region.upper)
+        if region.contains(x32):
+            cex = replay_counterexample(ctx.session, ctx.prop, x32, case_index)
+            if cex is not None:
+                return cex
+    return None
+
+
+def _input_split(ctx, case_index, case, batch_size=256):
+    graph = ctx.graph
+    rows = CaseRows.of(case)
+    lowers = [case.region.lower[None].copy()]
+    uppers = [case.region.upper[None].copy()]
+    stack_lower, stack_upper = np.vstack(lowers), np.vstack(uppers)
+    domains = 0
+    shape = graph.input_shape
+    while len(stack_lower):
+        if ctx.out_of_time():
+            return Outcome(False, f"time ran out with {len(stack_lower)} open sub-boxes "
+                                  f"(input splitting)"), domains
+        lo, hi = stack_lower[-batch_size:], stack_upper[-batch_size:]
+        stack_lower, stack_upper = stack_lower[:-batch_size], stack_upper[:-batch_size]
+        domains += len(lo)
+        result = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
+                                upper=False)
+        open_poly = rows.open_polytopes(result.lower)
+        keep = open_poly.any(axis=1)
+        if not keep.any():
+            continue
+        lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
+        centers = 0.5 * (lo + hi)
+        cex = _try_points(ctx, case_index, rows, centers)
+        if cex is not None:
+            ctx.stats["found_by"] = "input-split centre"
+            return Outcome(False, "counterexample found during input splitting", cex), domains
+        # smear score: |d worst-open-row / dx| * width at the box centre
+        values = evaluate(graph, centers.reshape((len(centers),) + shape), all_values=True)
+        y = values[graph.output].reshape(len(centers), -1)
+        row_values = y @ rows.C.T - rows.d
+        row_values[~open_poly[:, rows.owner]] = -np.inf
+        worst = row_values.argmax(axis=1)
+        cot = rows.C[worst].reshape(values[graph.output].shape)
+        grad = np.abs(grad_input(graph, values, cot).reshape(len(centers), -1))
+        width = hi - lo
+        score = (grad + 1e-12) * width
+        score[width <= 0] = -1.0
+        dim = score.argmax(axis=1)
+        mid = centers[np.arange(len(lo)), dim]
+        left_hi, right_lo = hi.copy(), lo.copy()
+        left_hi[np.arange(len(lo)), dim] = mid
+        right_lo[np.arange(len(lo)), dim] = mid
+        stack_lower = np.vstack([stack_lower, lo, right_lo])
+        stack_upper = np.vstack([stack_upper, left_hi, hi])
+    return Outcome(True, "proved by input splitting"), domains
+
+
+# ---------------------------------------------------------------- ReLU splitting
+
+
+def _relu_nodes(graph):
+    return [i for i, n in enumerate(graph.nodes) if isinstance(n, ops.Relu)]
+
+
+def _relu_split(ctx, case_index, case, batch_size=64):
+    graph = ctx.graph
+    rows = CaseRows.of(case)
+    region = case.region
+    relus = _relu_nodes(graph)
+    box = Box(region.lower[None], region.upper[None])
+    options = BoundOptions()
+    first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
+                           options=options)
+    if not rows.open_polytopes(first.lower).any():
+        return Outcome(True, "proved by CROWN"), 1
+    if ctx.out_of_time():
+        return Outcome(False, "time ran out after CROWN"), 1
+    root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
+                          intermediate=first.pre_activation, options=options)
+    if not rows.open_polytopes(root.lower).any():
+        return Outcome(True, "proved by alpha-CROWN"), 1
+    cex = _try_points(ctx, case_index, rows, _attack_points(root, region))
+    if cex is not None:
+        return Outcome(False, "counterexample at an alpha-CROWN minimiser", cex), 1
+    if not relus:
+        return Outcome(False, "bounds are not tight enough and the network has no ReLU "
+                              "to split"), 1
+    # a domain: split arrays per relu (n,), its intermediate bounds and alpha
+    domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
+                        for k in relus},
+                       {k: v for k, v in root.pre_activation.items()}, root.alpha,
+                       float(_worst_open(rows, root.lower)[0]))]
+    explored = 1
+    while domains:
+        if ctx.out_of_time():
+            worst = min(d.bound for d in domains)
+            return Outcome(False, f"time ran out with {len(domains)} open sub-problems "
+                                  f"(worst bound {worst:.4g}, ReLU splitting)"), explored
+        domains.sort(key=lambda dom: dom.bound)  # worst first
+        batch, domains = domains[:batch_size // 2], domains[batch_size // 2:]
+        children = []
+        for dom in batch:
+            choice = _branch(graph, dom, relus)
+            if choice is None:
+                continue  # every ReLU stable and still open: nothing to split
+            node, neuron = choice
+            for phase in (-1, 1):
+                splits = {k: v.copy() for k, v in dom.splits.items()}
+                splits[node][neuron] = phase
+                children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound))
+        if not children:
+            return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
+                                  "of the other ops is not exact"), explored
+        explored += len(children)
+        n = len(children)
+        result = compute_bounds(
+            graph, Box(np.repeat(region.lower[None], n, 0), np.repeat(region.upper[None], n, 0)),
+            method="alpha-crown", C=rows.C, d=rows.d, upper=False,
+            splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
+            intermediate=_stack_intervals([c.intermediate for c in children]),
+            alpha=None, options=options)
+        open_poly = rows.open_polytopes(result.lower)
+        if result.infeasible is not None:
+            open_poly[result.infeasible] = False
+        still = np.flatnonzero(open_poly.any(axis=1))
+        if len(still):
+            points = _attack_points(result, region)[still]
+            cex = _try_points(ctx, case_index, rows, points)
+            if cex is not None:
+                return Outcome(False, "counterexample found during ReLU splitting", cex), explored
+        bounds = _worst_open(rows, result.lower)
+        for j in still:
+            children[j] = _Domain(children[j].splits,
+                                  {k: v.take(slice(j, j + 1)) for k, v in
+                                   result.pre_activation.items()},
+                                  None, float(bounds[j]))
+            domains.append(children[j])
+    return Outcome(True, "proved by ReLU splitting"), explored
+
+
+@dataclass
+class _Domain:
+    splits: dict
+    intermediate: dict
+    alpha: object
+    bound: float
+
+
+def _worst_open(rows, lower):
+    """Per element, the smallest 'best row' lower bound over open polytopes."""
+    best = np.full((lower.shape[0], rows.count), -np.inf)
+    for k in range(rows.count):
+        best[:, k] = lower[:, rows.owner == k].max(axis=1)
+    return best.min(axis=1)
+
+
+def _stack_intervals(tables):
+    from verifier.bounds.result import Interval
+
+    keys = tables[0].keys()
+    return {k: Interval(np.vstack([t[k].lower for t in tables]),
+                        np.vstack([t[k].upper for t in tables])) for k in keys}
+
+
+def _attack_points(result, region):
+    """Candidate inputs: box centres (one per batch element)."""
+    n = result.lower.shape[0]
+    return np.repeat(region.center[None], n, axis=0)
+
+
+def _branch(graph, dom, relus):
+    """The unstable, unsplit ReLU with the largest triangle area (per layer depth)."""
+    best, choice = 0.0, None
+    for k in relus:
+        interval = dom.intermediate[k]
+        lower, upper = interval.lower[0], interval.upper[0]
+        free = (dom.splits[k] == 0) & (lower < 0) & (upper > 0)
+        if not free.any():
+            continue
+        area = np.where(free, upper * -lower / np.maximum(upper - lower, 1e-12), 0.0)
+        j = int(area.argmax())
+        if area[j] > best:
+            best, choice = float(area[j]), (k, j)
+    return choice

@@ -1,0 +1,157 @@
+"""The verification driver: load, falsify, bound, branch, decide.
+
+    verify(model_path, property_path, timeout=...) -> Result
+
+The strategy is chosen from the model and property alone:
+
+1. Falsify: box centres, random samples and a batched PGD attack on the
+   unsafe margins. A candidate becomes ``sat`` only after onnxruntime has
+   replayed it (:func:`verifier.result.replay_counterexample`).
+2. Prove with the bound engine, cheapest first.
+3. Branch and bound (:mod:`verifier.search.bab`): input splitting for
+   low-dimensional inputs, ReLU splitting otherwise.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from verifier.result import Result, Verdict, float32_inside, replay_counterexample
+from verifier.search.attack import Targets, pgd, sample_margins
+
+
+@dataclass
+class Options:
+    """Tuning knobs with sane defaults (no per-benchmark configuration)."""
+
+    timeout: float = 300.0
+    seed: int = 0
+    samples: int = 64           # random points per case before the attack
+    pgd_steps: int = 60
+    pgd_restarts: int = 8
+    input_split_max_dim: int = 16  # input splitting up to this many free inputs
+    verbose: bool = False
+
+
+@dataclass
+class Context:
+    """Everything one run needs; built once by :func:`verify`."""
+
+    graph: object
+    prop: object
+    session: object
+    options: Options
+    start: float
+    rng: np.random.Generator
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.options.timeout
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def log(self, message: str) -> None:
+        if self.options.verbose:
+            import sys
+
+            print(f"[{time.monotonic() - self.start:7.2f}s] {message}", file=sys.stderr)
+
+
+def try_candidates(ctx: Context, case_index: int, x, margins):
+    """Replay the most promising candidates (margin <= 0 first) of a case."""
+    region = ctx.prop.cases[case_index].region
+    order = np.argsort(margins)
+    for k in order[:8]:
+        if margins[k] > 1e-3:
+            break
+        x32 = float32_inside(x[k], region.lower, region.upper)
+        if not region.contains(x32):
+            continue
+        cex = replay_counterexample(ctx.session, ctx.prop, x32, case_index)
+        if cex is not None:
+            return cex
+    return None
+
+
+def falsify(ctx: Context):
+    """Sampling, then PGD, on every case; a replayed counterexample or None."""
+    opts = ctx.options
+    for k, case in enumerate(ctx.prop.cases):
+        targets = Targets.from_polytopes(case.unsafe)
+        which = np.arange(len(case.unsafe))
+        lower = np.repeat(case.region.lower[None], len(which), axis=0)
+        upper = np.repeat(case.region.upper[None], len(which), axis=0)
+        x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
+                                       opts.samples, ctx.rng)
+        cex = try_candidates(ctx, k, x, margins)
+        if cex is not None:
+            ctx.stats["found_by"] = "sampling"
+            return cex
+    for k, case in enumerate(ctx.prop.cases):
+        if ctx.out_of_time():
+            return None
+        targets = Targets.from_polytopes(case.unsafe)
+        which = np.arange(len(case.unsafe))
+        lower = np.repeat(case.region.lower[None], len(which), axis=0)
+        upper = np.repeat(case.region.upper[None], len(which), axis=0)
+        x, margins, _ = pgd(ctx.graph, lower, upper, targets, which, steps=opts.pgd_steps,
+                            restarts=opts.pgd_restarts, rng=ctx.rng, deadline=ctx.deadline,
+                            clock=time.monotonic)
+        ctx.stats.setdefault("pgd_best_margin", []).append(float(margins.min()))
+        cex = try_candidates(ctx, k, x, margins)
+        if cex is not None:
+            ctx.stats["found_by"] = "pgd"
+            return cex
+    return None
+
+
+def verify(model, prop, options: Options | None = None) -> Result:
+    """Verify property ``prop`` (path or Property) on ``model`` (path).
+
+    Raises :class:`verifier.errors.VerifierError` on bad input; every other
+    outcome is a :class:`Result`.
+    """
+    from verifier.frontend import load_model, read_model_proto
+    from verifier.frontend.loader import lower_model
+    from verifier.runtime import open_session
+    from verifier.spec import load_property
+
+    options = options or Options()
+    start = time.monotonic()
+    proto = read_model_proto(model)
+    graph = lower_model(proto, os.fspath(model))
+    if not hasattr(prop, "cases"):
+        prop = load_property(prop)
+    prop.check_sizes(graph.input_size, graph.output_size, model=f"model {os.fspath(model)}")
+    session = open_session(proto, device="cpu")
+    ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed))
+    ctx.stats["load_seconds"] = round(time.monotonic() - start, 4)
+
+    def done(verdict, reason="", cex=None):
+        ctx.stats["seconds"] = round(time.monotonic() - start, 4)
+        return Result(verdict, cex, reason, time.monotonic() - start, ctx.stats)
+
+    cex = falsify(ctx)
+    if cex is not None:
+        return done(Verdict.SAT, f"counterexample found by {ctx.stats['found_by']}", cex)
+    if ctx.out_of_time():
+        return done(Verdict.TIMEOUT, "time ran out during falsification")
+    ctx.log("falsification found nothing; proving")
+    from verifier.search.bab import prove
+
+    outcome = prove(ctx)
+    if outcome.counterexample is not None:
+        return done(Verdict.SAT, outcome.reason, outcome.counterexample)
+    if outcome.proved:
+        return done(Verdict.UNSAT, outcome.reason)
+    if ctx.out_of_time():
+        return done(Verdict.TIMEOUT, outcome.reason or "time ran out")
+    return done(Verdict.UNKNOWN, outcome.reason)
