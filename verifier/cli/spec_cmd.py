@@ -10,6 +10,13 @@ from verifier.cli import handle_errors
 
 def _render(info: dict) -> str:
     label = info["robustness_label"]
+    per_region = sorted(set(info["disjuncts_per_region"]))
+    if info["input_regions"] == 1:
+        split = ""
+    elif len(per_region) == 1:
+        split = f" ({per_region[0]} per region)"
+    else:
+        split = f" ({', '.join(map(str, info['disjuncts_per_region']))} by region)"
     lines = [
         f"property:          {info['path']}",
         f"inputs:            {info['inputs']}",
@@ -17,7 +24,7 @@ def _render(info: dict) -> str:
         f"input regions:     {info['input_regions']}"
         + (f" (+{info['input_constraints']} linear input constraints)"
            if info["input_constraints"] else ""),
-        f"unsafe disjuncts:  {info['disjuncts']}",
+        f"unsafe disjuncts:  {info['disjuncts']}{split}",
         f"output rows:       {info['rows']}"
         + (f" ({info['strict_rows']} strict)" if info["strict_rows"] else ""),
         f"box widths:        min {info['box_width_min']:.6g}, max {info['box_width_max']:.6g}",

@@ -80,7 +80,7 @@ def load_property(path, *, max_disjuncts: int = MAX_DISJUNCTS) -> Property:
         except (OSError, EOFError, zlib.error) as exc:
             raise PropertyError(f"corrupt gzip data: {exc}", str(path)) from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")          # a byte-order mark is not an error
     except UnicodeDecodeError as exc:
         raise PropertyError(f"not UTF-8 text (byte {exc.start})", str(path)) from None
     return parse_vnnlib(text, str(path), max_disjuncts=max_disjuncts)
@@ -96,6 +96,7 @@ def summarize(prop: Property) -> dict:
         "input_regions": len(prop.cases),
         "input_constraints": sum(case.region.A.shape[0] for case in prop.cases),
         "disjuncts": prop.n_disjuncts,
+        "disjuncts_per_region": [len(case.unsafe) for case in prop.cases],
         "rows": prop.n_rows,
         "strict_rows": int(sum(int(p.strict.sum()) for case in prop.cases
                                for p in case.unsafe)),

@@ -65,9 +65,11 @@ class Source:
 class Atom:
     """``sum(coefs[k] * v[vars[k]]) <= rhs`` (``<`` if ``strict``).
 
-    For an input atom with one variable and a non-zero coefficient,
-    ``bound_var`` is that variable and ``bound_value`` the bound it implies
-    (``bound_upper`` tells which side); otherwise ``bound_var`` is -1.
+    An input atom with exactly one non-zero coefficient is a plain bound:
+    ``bound_var`` is its variable and ``bound_value`` the bound it implies
+    (``bound_upper`` tells which side); otherwise ``bound_var`` is -1 and the
+    atom becomes a row of ``A x <= b`` (rows with two or more non-zero
+    coefficients, or none).
     """
 
     __slots__ = ("vars", "coefs", "rhs", "strict", "loc", "is_input",
@@ -81,12 +83,17 @@ class Atom:
         self.loc = loc
         self.is_input = is_input
         self.bound_var = -1
-        if is_input and len(vars_) == 1 and coefs[0] != 0.0:
-            coef = coefs[0]
-            self.bound_var = vars_[0]
-            self.bound_upper = coef > 0.0
-            self.bound_value = (rhs if coef == 1.0 else -rhs if coef == -1.0
-                                else _divide_outward(rhs, coef))
+        if is_input:
+            if len(vars_) == 1:
+                var, coef = vars_[0], coefs[0]
+            else:
+                nonzero = [(v, c) for v, c in zip(vars_, coefs) if c != 0.0]
+                var, coef = nonzero[0] if len(nonzero) == 1 else (-1, 0.0)
+            if coef != 0.0:
+                self.bound_var = var
+                self.bound_upper = coef > 0.0
+                self.bound_value = (rhs if coef == 1.0 else -rhs if coef == -1.0
+                                    else _divide_outward(rhs, coef))
 
 
 def _divide_outward(rhs: float, coef: float) -> float:
@@ -97,13 +104,11 @@ def _divide_outward(rhs: float, coef: float) -> float:
     otherwise it is checked with rationals and, when rounded, moved one ulp
     outwards so that the box always contains the true region (sound for
     proofs; a counterexample found in the extra ulp fails replay, it is never
-    reported as a proof).
+    reported as a proof). An overflowing quotient is no bound at all (±inf).
     """
-    if coef == 1.0:
-        return rhs
-    if coef == -1.0:
-        return -rhs
     value = rhs / coef
+    if value - value != 0.0:         # overflow: the bound is beyond float64
+        return value
     if Fraction(value) != Fraction(rhs) / Fraction(coef):
         value = float(np.nextafter(value, np.inf if coef > 0 else -np.inf))
     return value

@@ -117,8 +117,9 @@ class InputRegion:
     Attributes:
         lower, upper: ``(n_inputs,)``, finite, ``lower <= upper``.
         A, b: ``(k, n_inputs)`` and ``(k,)``: linear input constraints that
-            are not plain bounds (k may be 0). Their feasibility is not
-            checked (that would need an LP).
+            are not plain bounds (k may be 0): no row has exactly one non-zero
+            coefficient (such a row belongs in lower/upper; the readers put it
+            there). Their feasibility is not checked (that would need an LP).
         strict_lower, strict_upper, strict_A: bool flags, True where the bound
             or row came from ``<`` or ``>`` (all False by default). Bound
             engines may ignore them (closure, sound); counterexamples must
@@ -151,6 +152,10 @@ class InputRegion:
             raise ValueError(f"A {A.shape} and b {b.shape} do not fit {n} inputs")
         if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
             raise ValueError("A and b must be finite")
+        single = np.flatnonzero(np.count_nonzero(A, axis=1) == 1)
+        if len(single):
+            raise ValueError(f"row {int(single[0])} of A has one non-zero coefficient: "
+                             "a plain bound belongs in lower/upper")
         object.__setattr__(self, "lower", lower)
         object.__setattr__(self, "upper", upper)
         object.__setattr__(self, "A", A)
