@@ -200,3 +200,22 @@ def test_every_shared_network_loads_and_matches_onnxruntime():
     for path in paths:
         report = inspect_model(path, samples=8)
         assert report.consistent, (path, report.max_relative_error)
+
+
+def test_affine_chains_are_folded_exactly():
+    rng = np.random.default_rng(5)
+    model = chain_model([
+        ("Conv", [rng.normal(size=(4, 2, 3, 3)).astype(np.float32)], {"pads": [1, 1, 1, 1]}),
+        ("BatchNormalization", [rng.uniform(0.5, 2, 4).astype(np.float32),
+                                rng.normal(size=4).astype(np.float32),
+                                rng.normal(size=4).astype(np.float32),
+                                rng.uniform(0.5, 2, 4).astype(np.float32)], {}),
+        ("Relu", [], {}),
+        ("Flatten", [], {}),
+        ("MatMul", [rng.normal(size=(4 * 5 * 5, 6)).astype(np.float32)], {}),
+        ("Add", [rng.normal(size=6).astype(np.float32)], {}),
+        ("Mul", [np.float32(2.0)], {}),
+    ], (1, 2, 5, 5))
+    graph = _assert_matches(model, (1, 2, 5, 5))
+    assert dict(graph.op_counts()) == {"Input": 1, "Conv": 1, "Relu": 1, "Reshape": 1,
+                                       "Linear": 1}

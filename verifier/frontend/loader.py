@@ -178,8 +178,10 @@ def lower_model(model, where: str = "<model>") -> Graph:
             "<graph>", "graph", opset, f"the output {out_name!r} does not depend on the input")],
             where)
     nodes, output = _prune(ctx.nodes, result.index)
-    return Graph(tuple(nodes), output, input_name=inputs[0].name, output_name=out_name,
-                 opset=opset)
+    from verifier.frontend.simplify import simplify
+
+    return simplify(Graph(tuple(nodes), output, input_name=inputs[0].name,
+                          output_name=out_name, opset=opset))
 
 
 def _prune(nodes, output):

@@ -114,19 +114,29 @@ def _try_points(ctx, case_index, rows, x):
 
 
 def _input_split(ctx, case_index, case, batch_size=256):
+    """Best-first input splitting: the open boxes with the lowest bound go first
+    (they are the likeliest to hold a counterexample, and must be split anyway)."""
     graph = ctx.graph
     rows = CaseRows.of(case)
-    lowers = [case.region.lower[None].copy()]
-    uppers = [case.region.upper[None].copy()]
-    stack_lower, stack_upper = np.vstack(lowers), np.vstack(uppers)
+    stack_lower = case.region.lower[None].copy()
+    stack_upper = case.region.upper[None].copy()
+    stack_bound = np.array([-np.inf])
     domains = 0
     shape = graph.input_shape
     while len(stack_lower):
         if ctx.out_of_time():
             return Outcome(False, f"time ran out with {len(stack_lower)} open sub-boxes "
-                                  f"(input splitting)"), domains
-        lo, hi = stack_lower[-batch_size:], stack_upper[-batch_size:]
-        stack_lower, stack_upper = stack_lower[:-batch_size], stack_upper[:-batch_size]
+                                  f"(input splitting, worst bound "
+                                  f"{stack_bound.min():.4g})"), domains
+        if len(stack_lower) > batch_size:
+            pick = np.argpartition(stack_bound, batch_size)[:batch_size]
+            rest = np.ones(len(stack_lower), dtype=bool)
+            rest[pick] = False
+        else:
+            pick, rest = np.arange(len(stack_lower)), np.zeros(len(stack_lower), dtype=bool)
+        lo, hi = stack_lower[pick], stack_upper[pick]
+        stack_lower, stack_upper, stack_bound = \
+            stack_lower[rest], stack_upper[rest], stack_bound[rest]
         domains += len(lo)
         result = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
                                 upper=False)
@@ -135,10 +145,14 @@ def _input_split(ctx, case_index, case, batch_size=256):
         if not keep.any():
             continue
         lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
+        bound = _worst_open(rows, result.lower[keep], open_poly)
         centers = 0.5 * (lo + hi)
         cex = _try_points(ctx, case_index, rows, centers)
+        if cex is None:
+            cex = _attack_boxes(ctx, case_index, case, lo[np.argsort(bound)[:16]],
+                                hi[np.argsort(bound)[:16]])
         if cex is not None:
-            ctx.stats["found_by"] = "input-split centre"
+            ctx.stats["found_by"] = "input splitting"
             return Outcome(False, "counterexample found during input splitting", cex), domains
         # smear score: |d worst-open-row / dx| * width at the box centre
         values = evaluate(graph, centers.reshape((len(centers),) + shape), all_values=True)
@@ -158,7 +172,23 @@ def _input_split(ctx, case_index, case, batch_size=256):
         right_lo[np.arange(len(lo)), dim] = mid
         stack_lower = np.vstack([stack_lower, lo, right_lo])
         stack_upper = np.vstack([stack_upper, left_hi, hi])
+        stack_bound = np.concatenate([stack_bound, bound, bound])
     return Outcome(True, "proved by input splitting"), domains
+
+
+def _attack_boxes(ctx, case_index, case, lower, upper, steps=20):
+    """A short PGD inside the given sub-boxes, against every polytope of the case."""
+    from verifier.search.attack import Targets, pgd
+
+    targets = Targets.from_polytopes(case.unsafe)
+    count = len(case.unsafe)
+    lo = np.repeat(lower, count, axis=0)
+    hi = np.repeat(upper, count, axis=0)
+    which = np.tile(np.arange(count), len(lower))
+    x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
+                       rng=ctx.rng)
+    rows = CaseRows.of(case)
+    return _try_points(ctx, case_index, rows, x[np.argsort(margin)[:8]])
 
 
 # ---------------------------------------------------------------- ReLU splitting
@@ -252,11 +282,13 @@ class _Domain:
     bound: float
 
 
-def _worst_open(rows, lower):
+def _worst_open(rows, lower, open_poly=None):
     """Per element, the smallest 'best row' lower bound over open polytopes."""
-    best = np.full((lower.shape[0], rows.count), -np.inf)
+    best = np.full((lower.shape[0], rows.count), np.inf)
     for k in range(rows.count):
         best[:, k] = lower[:, rows.owner == k].max(axis=1)
+    if open_poly is not None:
+        best[~open_poly] = np.inf
     return best.min(axis=1)
 
 

@@ -1,0 +1,99 @@
+"""Exact algebraic simplifications of a lowered graph.
+
+Fewer layers make every bound pass cheaper; these rewrites change no value
+(up to float64 rounding):
+
+* ``Scale`` after ``Linear`` (scale/shift varying along the last axis only)
+  is folded into the Linear's weight and bias (MatMul + Add exports);
+* ``Scale`` after ``Conv`` (per output channel) is folded into the Conv
+  (BatchNormalization after Conv);
+* two consecutive ``Scale`` nodes become one.
+
+A node is only folded into its producer when it is the producer's only
+consumer (and the producer is not the graph output).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from verifier.ir import ops
+from verifier.ir.graph import Graph
+
+
+def _along_last_axis(array, rank):
+    """The vector form of a Scale constant that varies only along the last axis."""
+    if array.ndim != rank or any(s != 1 for s in array.shape[:-1]):
+        return None
+    return array.reshape(-1)
+
+
+def _per_channel(array, rank):
+    """The per-channel vector of a constant of shape (1.., C, 1, 1) (or scalar)."""
+    if array.size == 1:
+        return array.reshape(-1)
+    if array.ndim != rank or any(s != 1 for s in array.shape[:-3]) \
+            or array.shape[-2:] != (1, 1):
+        return None
+    return array.reshape(-1)
+
+
+def _fold(producer, node):
+    """The producer with ``node`` (a Scale) folded in, or None."""
+    rank = len(node.shape)
+    if isinstance(producer, ops.Linear):
+        s = _along_last_axis(node.scale, rank)
+        t = _along_last_axis(node.shift, rank)
+        if s is None or t is None:
+            return None
+        out = producer.weight.shape[0]
+        s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
+        bias = np.zeros(out) if producer.bias is None else producer.bias
+        return replace(producer, weight=producer.weight * s[:, None], bias=bias * s + t,
+                       name=node.name)
+    if isinstance(producer, ops.Conv):
+        s = _per_channel(node.scale, rank)
+        t = _per_channel(node.shift, rank)
+        if s is None or t is None:
+            return None
+        out = producer.weight.shape[0]
+        s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
+        bias = np.zeros(out) if producer.bias is None else producer.bias
+        return replace(producer, weight=producer.weight * s[:, None, None, None],
+                       bias=bias * s + t, name=node.name)
+    if isinstance(producer, ops.Scale):
+        return replace(producer, scale=producer.scale * node.scale,
+                       shift=producer.shift * node.scale + node.shift, name=node.name)
+    return None
+
+
+def simplify(graph: Graph) -> Graph:
+    nodes = list(graph.nodes)
+    output = graph.output
+    users = graph.consumers()
+    alias = list(range(len(nodes)))  # node index -> index that now computes it
+    removed = set()
+    for i, node in enumerate(nodes):
+        if i in removed:
+            continue
+        node = replace(node, inputs=tuple(alias[j] for j in node.inputs)) if node.inputs \
+            else node
+        nodes[i] = node
+        if not isinstance(node, ops.Scale):
+            continue
+        p = node.inputs[0]
+        if p == 0 or len(users[p]) != 1 or p == output:
+            continue
+        folded = _fold(nodes[p], node)
+        if folded is None:
+            continue
+        nodes[p] = folded
+        alias[i] = p
+        removed.add(i)
+    keep = [i for i in range(len(nodes)) if i not in removed]
+    renumber = {old: new for new, old in enumerate(keep)}
+    final = [replace(nodes[i], inputs=tuple(renumber[j] for j in nodes[i].inputs))
+             if nodes[i].inputs else nodes[i] for i in keep]
+    return Graph(tuple(final), renumber[alias[output]], graph.input_name, graph.output_name,
+                 graph.opset)
