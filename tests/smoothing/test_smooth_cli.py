@@ -130,3 +130,30 @@ def test_shared_digits_model_on_its_test_set():
     assert result.exit_code == 0, result.output
     rows = _tsv(result.stdout)[1:]
     assert np.mean([int(r[4]) for r in rows]) >= 0.85  # published clean accuracy: 0.974
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.text, self.tty = "", tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_otherwise():
+    from verifier.cli.smooth_cmd import Progress
+
+    tty, plain = _Stream(True), _Stream(False)
+    bars, lines = Progress(20, tty), Progress(20, plain)
+    for _ in range(20):
+        bars.update("x correct")
+        lines.update("x correct")
+    assert tty.text.count("\r[") == 20 and "[" + "#" * Progress.WIDTH + "] 20/20" in tty.text
+    assert "\r" not in plain.text and plain.text.count("\n") == 10  # every 10%
+    assert plain.text.splitlines()[-1].startswith("progress: 20/20 inputs")

@@ -70,7 +70,7 @@ def _common_options(func):
                      help=SIGMA_HELP),
         click.option("--batch", type=click.IntRange(min=1), default=1024, show_default=True,
                      help="Noise samples per onnxruntime call."),
-        click.option("--seed", type=int, default=0, show_default=True,
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
                      help="Seed of every random number: the same seed gives the same results."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
                      show_default=True,

@@ -15,13 +15,16 @@ the bank (when ``n0 + n`` vectors do not fit in the memory budget) are drawn
 fresh for each input.
 
 Seeding (reproducible for the same seed, bank capacity and sampling space,
-whatever the batch size or thread count):
+whatever the batch size or thread count, up to float32 rounding in the matrix
+product of the reduced path):
 - bank chunk k (``CHUNK`` rows) is drawn from ``SeedSequence([seed, 0, k])``;
-- fresh vectors for input ``idx`` from position ``start`` on are drawn from
-  ``SeedSequence([seed, 1, idx, start])``.
+- fresh vectors for input ``idx``, from the first position p past the bank
+  that a request needs, are drawn from ``SeedSequence([seed, 1, idx, p])``.
+  Results for one input therefore do not depend on which other inputs ran.
 
+Every stream is a numpy ``Generator`` on SFC64 (see :func:`generator`).
 A vector is ``sigma * u`` with u standard normal (float32, numpy's ziggurat),
-or ``u @ factor`` when a reduced-space factor is given (see ``affine.py``).
+or ``u @ factor`` when a reduced-space factor is given (see ``graphs.py``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,11 @@ import numpy as np
 
 CHUNK = 4096
 DEFAULT_BANK_MB = 2048
+
+
+def generator(*key: int) -> np.random.Generator:
+    """A numpy Generator on SFC64 (the fastest of numpy's bit generators) seeded by ``key``."""
+    return np.random.Generator(np.random.SFC64(np.random.SeedSequence(list(key))))
 
 
 def default_bank_bytes() -> int:
@@ -59,6 +67,8 @@ class NoiseSource:
                  factor: np.ndarray | None = None, bank_bytes: int | None = None):
         if factor is not None and factor.shape[1] != dim:
             raise ValueError("factor must have dim columns")
+        if seed < 0:
+            raise ValueError(f"seed must be non-negative, got {seed}")
         self.dim = dim
         self.sigma = float(sigma)
         self.seed = int(seed)
@@ -95,7 +105,7 @@ class NoiseSource:
 
         def fill(k: int) -> None:
             rows = bank[k * CHUNK:min((k + 1) * CHUNK, want)]
-            self._draw(np.random.default_rng([self.seed, 0, k]), rows)
+            self._draw(generator(self.seed, 0, k), rows)
 
         workers = max(1, min(len(chunks), os.cpu_count() or 1, 8))
         if workers == 1:
@@ -121,7 +131,7 @@ class NoiseSource:
             pos = end
         if pos >= stop:
             return
-        rng = np.random.default_rng([self.seed, 1, int(idx), int(pos)])
+        rng = generator(self.seed, 1, int(idx), int(pos))
         buffer = np.empty((min(batch, stop - pos), self.dim), np.float32)
         while pos < stop:
             end = min(pos + batch, stop)
