@@ -20,11 +20,13 @@ number of terms it would produce against ``max_disjuncts``
 
 Grouping
 --------
-Each final term is split into its input atoms (the input region: single-
-variable atoms become box bounds, the rest rows of ``A x <= b``) and its
+Each final term is split into its input atoms (the input region: atoms with
+one non-zero coefficient become box bounds, the rest rows of ``A x <= b``) and its
 output atoms (one unsafe polytope). Terms with the same input region, by
 value, form one :class:`Case`; cases keep the order in which their regions
-first occur, polytopes and rows the order of the text.
+first occur and polytopes the order of their terms. Within a conjunction the
+rows of the children with a single disjunct come first (in text order), then
+those of the multiplied-out children.
 
 Variables are integers: input ``X_i`` is ``i``, output ``Y_j`` is ``~j``
 (``-j - 1``), so the sign tells the kind.
@@ -36,6 +38,7 @@ from itertools import chain, product
 
 import numpy as np
 
+from verifier.errors import PropertyError
 from verifier.spec.property import Case, InputRegion, OutputPolytope, Property
 
 #: Default limit on the number of disjuncts (DNF terms) of a property.
@@ -56,9 +59,7 @@ class Source:
         """A sort key for locations (later in the text is larger)."""
         return loc
 
-    def error(self, message: str, loc=None):
-        from verifier.errors import PropertyError
-
+    def error(self, message: str, loc=None) -> PropertyError:
         return PropertyError(message, self.path)
 
 
