@@ -1,0 +1,5 @@
+"""Make the helper modules of tests/bounds importable by their plain names."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
