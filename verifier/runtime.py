@@ -243,8 +243,10 @@ class Session:
     - ``extra_inputs``: names of the graph inputs after the first; they are
       not batched and are fed through ``run(x, extra={...})``.
     - ``batch_mode``: ``"dynamic"`` (the model takes any batch),
-      ``"rebatched"`` (a fixed batch of 1 made symbolic and checked) or
-      ``"loop"`` (rows are run one at a time).
+      ``"rebatched"`` (a fixed batch of 1 made symbolic and checked),
+      ``"loop"`` (a fixed batch of 1; rows are run one at a time) or
+      ``"unbatched"`` (the first dimension is fixed and not 1, so the input
+      has no batch dimension: a sample is the whole tensor, run one at a time).
     """
 
     def __init__(self, session: ort.InferenceSession, input_info: TensorInfo,
@@ -308,12 +310,15 @@ class Session:
         if missing:
             raise MismatchError(f"model {self.where} also needs inputs {', '.join(missing)}")
         name = self.input.name
-        if self.batch_mode != "loop" or len(x) == 1:
+        if self.batch_mode in ("dynamic", "rebatched") or (self.batch_mode == "loop" and len(x) == 1):
             return self._session.run(None, {name: x, **feeds})
-        rows = [self._session.run(None, {name: x[i:i + 1], **feeds}) for i in range(len(x))]
-        if not rows:
+        if not len(x):
             return [np.zeros((0,) + tuple(d if isinstance(d, int) else 0 for d in o.shape),
                              o.dtype or np.float32) for o in self.outputs]
+        if self.batch_mode == "unbatched":
+            rows = [self._session.run(None, {name: x[i], **feeds}) for i in range(len(x))]
+            return [np.stack([r[k] for r in rows]) for k in range(len(self.outputs))]
+        rows = [self._session.run(None, {name: x[i:i + 1], **feeds}) for i in range(len(x))]
         return [np.concatenate([r[k] for r in rows]) for k in range(len(self.outputs))]
 
     def run(self, x, extra: dict | None = None) -> np.ndarray:
@@ -366,27 +371,27 @@ def open_session(model: ModelLike, device: str = "auto", threads: int | None = N
     dims = _dims(inputs[0])
     if not dims:
         raise ModelError(f"{where}: input {inputs[0].name!r} is a scalar; expected a batch dimension")
-    input_info = _tensor_info(inputs[0])
-    if input_info.dtype is None:
-        raise ModelError(f"{where}: input {inputs[0].name!r} is not a floating-point tensor")
-    outputs = tuple(_tensor_info(v) for v in proto.graph.output)
-    providers = _providers(device)
     batch = dims[0]
     if not isinstance(batch, int) or batch == 0:
         mode = "dynamic"
     elif batch == 1:
         mode = "loop"
-    else:
-        raise ModelError(f"{where}: input {inputs[0].name!r} has a fixed first dimension of "
-                         f"{batch}; expected a batch dimension (1 or symbolic)")
+    else:  # no batch dimension: the whole tensor is one sample
+        mode = "unbatched"
+    has_batch = mode != "unbatched"
+    input_info = _tensor_info(inputs[0], drop_batch=has_batch)
+    if input_info.dtype is None:
+        raise ModelError(f"{where}: input {inputs[0].name!r} is not a floating-point tensor")
+    outputs = tuple(_tensor_info(v, drop_batch=has_batch) for v in proto.graph.output)
+    providers = _providers(device)
     session = _inference_session(proto, providers, threads, where)
     extra = tuple(v.name for v in inputs[1:])
     if (mode == "loop" and batching == "auto" and not extra
             and all(isinstance(d, int) for d in input_info.shape)):
-        candidate = _inference_session(_rebatched(proto), providers, threads, where)
         probe = np.random.default_rng(seed).standard_normal(
             (3,) + tuple(input_info.shape)).astype(input_info.dtype)
         try:
+            candidate = _inference_session(_rebatched(proto), providers, threads, where)
             batched = candidate.run(None, {input_info.name: probe})
             rows = [session.run(None, {input_info.name: probe[i:i + 1]}) for i in range(3)]
             if _same_outputs(batched, rows):

@@ -136,3 +136,17 @@ def test_loaded_proto_is_reused(build):
     model = build.mlp()
     assert runtime.load_onnx(model) is model
     assert isinstance(runtime.load_onnx(model.SerializeToString()), onnx.ModelProto)
+
+
+def test_model_without_a_batch_dimension_runs_sample_by_sample(build):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "nobatch",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = build.IR_VERSION
+    session = runtime.open_session(model)
+    assert session.batch_mode == "unbatched" and session.input_shape == (5,)
+    x = np.random.default_rng(5).standard_normal((3, 5)).astype(np.float32)
+    np.testing.assert_array_equal(session.run(x), np.maximum(x, 0))

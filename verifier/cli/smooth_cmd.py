@@ -177,7 +177,8 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
     """CERTIFY each input of DATA: the smoothed class and a certified L2 radius.
 
     Writes a TSV (idx, label, predict, radius, correct, time; predict -1 =
-    abstain, radius in the model's input units, time in seconds) and a summary:
+    abstain, radius in the model's input units, time in seconds per input; the
+    noise bank shared by all inputs is built once before them) and a summary:
     clean accuracy of the smoothed classifier, abstain rate and certified
     accuracy at each radius. The largest radius n samples can certify is
     sigma * Phi^-1(alpha^(1/n)), e.g. 3.8 sigma at n = 100000, alpha = 0.001.

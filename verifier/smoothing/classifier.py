@@ -163,7 +163,7 @@ class SmoothedClassifier:
             base = self._try_reduction(proto, full, device, threads)
         self.run_shape = tuple(self.session.input_shape)
         self.center_in_graph = False
-        if self.session.batch_mode != "loop":
+        if self.session.batch_mode in ("dynamic", "rebatched"):
             self._try_center_input(base, device, threads)
         dim = self.reduction.out_dim if self.reduction else full.input_size
         factor = self.reduction.noise_factor(self.sigma) if self.reduction else None
