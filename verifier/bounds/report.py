@@ -1,0 +1,130 @@
+"""Bounds of a whole property: every unsafe row and every output, per input region.
+
+This is the library side of ``verifier bounds``: one call bounds every case of
+a :class:`verifier.spec.Property` (all input regions in one batch), says which
+unsafe disjuncts the bounds already refute, and whether that proves the
+property. Input constraints ``A x <= b`` beyond the box are not used (the box
+is a superset of the region, so this is sound); strict rows are read as their
+closure (sound for refutation).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifier.bounds.engine import compute_bounds
+from verifier.bounds.inputs import Box
+from verifier.bounds.margin import DECISION_MARGIN, refuted
+from verifier.bounds.result import BoundOptions
+
+
+@dataclass(frozen=True)
+class DisjunctBounds:
+    """Bounds of the rows ``C·y - d`` of one unsafe polytope ``C·y <= d``."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+    @property
+    def refuting_row(self) -> int | None:
+        """A row whose lower bound is above the margin (the best one), if any."""
+        if self.lower.size == 0 or not refuted(self.lower.max()):
+            return None
+        return int(np.argmax(self.lower))
+
+    @property
+    def refuted(self) -> bool:
+        return self.refuting_row is not None
+
+    @property
+    def margin(self) -> float:
+        """The best row's lower bound: > DECISION_MARGIN means refuted."""
+        return float(self.lower.max()) if self.lower.size else -np.inf
+
+
+@dataclass(frozen=True)
+class CaseBounds:
+    """One input region: bounds of every output and of every unsafe disjunct."""
+
+    output_lower: np.ndarray
+    output_upper: np.ndarray
+    disjuncts: tuple[DisjunctBounds, ...]
+    ignored_input_constraints: int
+
+    @property
+    def refuted(self) -> bool:
+        return all(d.refuted for d in self.disjuncts)
+
+
+@dataclass(frozen=True)
+class PropertyBounds:
+    method: str
+    cases: tuple[CaseBounds, ...]
+    seconds: float
+    margin: float = DECISION_MARGIN
+
+    @property
+    def proved(self) -> bool:
+        """Every disjunct of every case refuted: the property holds (unsat)."""
+        return all(case.refuted for case in self.cases)
+
+    @property
+    def worst_margin(self) -> float:
+        """min over disjuncts of the best row's lower bound (> margin: proved)."""
+        return min(d.margin for case in self.cases for d in case.disjuncts)
+
+    def to_dict(self) -> dict:
+        def floats(a):
+            return [float(v) for v in a]
+
+        return {
+            "method": self.method,
+            "seconds": self.seconds,
+            "margin": self.margin,
+            "proved": self.proved,
+            "worst_margin": self.worst_margin,
+            "disjuncts": sum(len(c.disjuncts) for c in self.cases),
+            "refuted": sum(d.refuted for c in self.cases for d in c.disjuncts),
+            "cases": [{
+                "refuted": case.refuted,
+                "ignored_input_constraints": case.ignored_input_constraints,
+                "outputs": {"lower": floats(case.output_lower),
+                            "upper": floats(case.output_upper)},
+                "disjuncts": [{"refuted": d.refuted, "refuting_row": d.refuting_row,
+                               "lower": floats(d.lower), "upper": floats(d.upper)}
+                              for d in case.disjuncts],
+            } for case in self.cases],
+        }
+
+
+def bound_property(graph, prop, method: str = "crown",
+                   options: BoundOptions | None = None) -> PropertyBounds:
+    """Bound every unsafe row ``C·y - d`` and every output of ``prop`` on ``graph``."""
+    prop.check_sizes(graph.input_size, graph.output_size)
+    start = time.perf_counter()
+    cases = prop.cases
+    n_out = graph.output_size
+    counts = [[p.rows for p in case.unsafe] for case in cases]
+    width = max(sum(c) for c in counts)
+    # one batch: row block padded to the widest case, then the identity for the outputs
+    C = np.zeros((len(cases), width + n_out, n_out))
+    d = np.zeros((len(cases), width + n_out))
+    for b, case in enumerate(cases):
+        rows = np.concatenate([p.C for p in case.unsafe])
+        C[b, :rows.shape[0]] = rows
+        d[b, :rows.shape[0]] = np.concatenate([p.d for p in case.unsafe])
+        C[b, width:] = np.eye(n_out)
+    box = Box(np.stack([c.region.lower for c in cases]), np.stack([c.region.upper for c in cases]))
+    result = compute_bounds(graph, box, method=method, C=C, d=d, options=options)
+    out = []
+    for b, case in enumerate(cases):
+        disjuncts, at = [], 0
+        for count in counts[b]:
+            disjuncts.append(DisjunctBounds(result.lower[b, at:at + count],
+                                            result.upper[b, at:at + count]))
+            at += count
+        out.append(CaseBounds(result.lower[b, width:], result.upper[b, width:],
+                              tuple(disjuncts), int(case.region.A.shape[0])))
+    return PropertyBounds(method, tuple(out), time.perf_counter() - start)

@@ -1,0 +1,69 @@
+"""``verifier bounds MODEL PROPERTY``: bounds of every unsafe row and output."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from verifier.cli import handle_errors
+
+
+def _interval(lower, upper) -> str:
+    return f"[{lower:.6g}, {upper:.6g}]"
+
+
+def _render(model, prop_path, report, max_outputs=32) -> str:
+    lines = [f"model     {model}", f"property  {prop_path}",
+             f"method    {report.method} ({report.seconds:.3f} s); a row C·y - d is refuted "
+             f"when its lower bound is > {report.margin:g}"]
+    for c, case in enumerate(report.cases):
+        lines.append(f"input region {c + 1}/{len(report.cases)}"
+                     + (f" (its {case.ignored_input_constraints} linear input constraints are "
+                        f"not used: bounds are over the box)"
+                        if case.ignored_input_constraints else ""))
+        lines.append("  outputs:")
+        shown = min(len(case.output_lower), max_outputs)
+        for j in range(shown):
+            lines.append(f"    Y_{j:<4} {_interval(case.output_lower[j], case.output_upper[j])}")
+        if shown < len(case.output_lower):
+            lines.append(f"    ... {len(case.output_lower) - shown} more (see --json)")
+        lines.append("  unsafe disjuncts (C·y <= d):")
+        for k, disjunct in enumerate(case.disjuncts):
+            status = "refuted    " if disjunct.refuted else "NOT refuted"
+            for r in range(disjunct.lower.size):
+                head = f"    #{k:<4} {status}" if r == 0 else " " * 22
+                mark = "  <- refutes" if r == disjunct.refuting_row else ""
+                lines.append(f"{head} row {r}: C·y - d in "
+                             f"{_interval(disjunct.lower[r], disjunct.upper[r])}{mark}")
+    total = sum(len(case.disjuncts) for case in report.cases)
+    done = sum(d.refuted for case in report.cases for d in case.disjuncts)
+    verdict = ("the property holds (every unsafe disjunct refuted)" if report.proved
+               else f"not proved by {report.method} alone")
+    lines.append(f"summary   {done}/{total} disjuncts refuted; {verdict}")
+    return "\n".join(lines)
+
+
+@click.command(help="Bound, for each input region of PROPERTY, every output of MODEL and every "
+                    "unsafe row C·y - d, by IBP, CROWN or alpha-CROWN, and say which unsafe "
+                    "disjuncts the bounds already refute. Exit 0 (2 on errors) whether or not "
+                    "the property is proved.")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("property_path", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown",
+              show_default=True, help="Bound propagation method.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def bounds(model, property_path, method, as_json):
+    from verifier.bounds.report import bound_property
+    from verifier.frontend import load_model
+    from verifier.spec import load_property
+
+    graph = load_model(model)
+    prop = load_property(property_path)
+    report = bound_property(graph, prop, method=method)
+    if as_json:
+        data = {"model": str(model), "property": str(property_path)}
+        data.update(report.to_dict())
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(_render(model, property_path, report))
