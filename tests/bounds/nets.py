@@ -5,7 +5,6 @@ import itertools
 
 import numpy as np
 
-from verifier.ir import functional as F
 from verifier.ir import ops
 from verifier.ir.evaluate import EVAL_RULES
 from verifier.ir.graph import Graph

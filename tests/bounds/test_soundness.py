@@ -195,16 +195,17 @@ def test_batch_elements_are_independent_and_chunking_changes_nothing(name):
     graph = NETWORKS[name](rng)
     lower, upper = _random_boxes(rng, graph, 4, scale=0.4)
     C, d = _spec(rng, graph, 4)
-    small = BoundOptions(chunk_elements=64)
+    quick = BoundOptions(alpha_iterations=3)
+    small = BoundOptions(alpha_iterations=3, chunk_elements=256)
     for method in METHODS:
-        whole = compute_bounds(graph, Box(lower, upper), method=method, C=C, d=d)
+        whole = compute_bounds(graph, Box(lower, upper), method=method, C=C, d=d, options=quick)
         chunked = compute_bounds(graph, Box(lower, upper), method=method, C=C, d=d,
                                  options=small)
         np.testing.assert_allclose(chunked.lower, whole.lower, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(chunked.upper, whole.upper, rtol=1e-9, atol=1e-9)
         for b in (0, 3):
             one = compute_bounds(graph, Box(lower[b:b + 1], upper[b:b + 1]), method=method,
-                                 C=C[b:b + 1], d=d[b:b + 1])
+                                 C=C[b:b + 1], d=d[b:b + 1], options=quick)
             np.testing.assert_allclose(one.lower[0], whole.lower[b], rtol=1e-9, atol=1e-9)
 
 
@@ -229,3 +230,35 @@ def test_passing_intermediate_bounds_back_is_sound_and_never_looser():
     best = compute_bounds(graph, box, method="alpha-crown")
     warm = compute_bounds(graph, box, method="alpha-crown", alpha=best.alpha)
     assert np.all(warm.lower >= best.lower - 1e-9)
+
+
+def test_a_branch_and_bound_step_through_the_api():
+    """Parent bounds -> branch on the best-scored neuron -> two children that
+    reuse the parent's intermediate bounds and slopes; each child is sound on
+    its half of the domain."""
+    rng = np.random.default_rng(8)
+    graph = mlp(rng, [4, 16, 16, 2])
+    lower, upper = _random_boxes(rng, graph, 2, scale=1.0)
+    C = np.array([[[1.0, -1.0]]])
+    parent = compute_bounds(graph, Box(lower, upper), method="alpha-crown", C=C, upper=False)
+    assert parent.upper is None and parent.lower.shape == (2, 1)
+    k = max(parent.split_scores, key=lambda key: parent.split_scores[key][0].max())
+    scores = parent.split_scores[k]
+    interval = parent.pre_activation[k]
+    stable = (interval.lower >= 0) | (interval.upper <= 0)
+    assert np.all(scores >= 0) and np.all(scores[stable] == 0) and scores[0].max() > 0
+    neuron = int(np.argmax(scores[0]))
+    both = parent.take(np.array([0, 0]))  # the first parent, twice: one child per side
+    split = np.zeros((2, graph.nodes[k].size), dtype=np.int8)
+    split[0, neuron], split[1, neuron] = -1, 1
+    children = compute_bounds(graph, Box(lower[[0, 0]], upper[[0, 0]]), method="alpha-crown",
+                              C=C, upper=False, splits={k: split},
+                              intermediate=both.pre_activation, alpha=both.alpha)
+    X = sample_box(rng, lower[:1], upper[:1], 3000)[0]
+    z = _pre_activation_values(graph, X[None], k)[0, :, neuron]
+    values = _outputs(graph, X[None], C, np.zeros((1, 1)))[0, :, 0]
+    for side, chosen in ((0, z <= 0), (1, z >= 0)):
+        if chosen.any() and not children.infeasible[side]:
+            assert values[chosen].min() >= children.lower[side, 0] - 1e-9
+    assert children.pre_activation[k].upper[0, neuron] <= 0
+    assert children.pre_activation[k].lower[1, neuron] >= 0

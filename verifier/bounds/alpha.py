@@ -105,6 +105,7 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
     if not slopes and not betas:
         return start, None, None
 
+    needed = {run.nodes[var.node].inputs[0] for var in slopes + betas}
     best = np.array(start, dtype=np.float64)
     lr_alpha, lr_beta = options.alpha_lr, options.beta_lr
     for t in range(options.alpha_iterations + 1):
@@ -125,7 +126,7 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
             break
         if options.early_stop and not upper and np.all(best > DECISION_MARGIN):
             break
-        adjoint = run.adjoint(target, record, lines)
+        adjoint = run.adjoint(target, record, lines, needed)
         for var in slopes:
             A_k = record[var.node]
             g_in = adjoint[run.nodes[var.node].inputs[0]]

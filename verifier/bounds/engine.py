@@ -26,12 +26,12 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.bounds import affine
-from verifier.bounds.activations import ElementwiseRelaxation, activation_for
+from verifier.bounds.activations import activation_for
 from verifier.bounds.inputs import Box, L2Ball
 from verifier.bounds.pooling import (ConstantRelaxation, MaxPoolRelaxation, max_pool_ibp,
                                      softmax_ibp)
 from verifier.bounds.prepare import ELEMENTWISE, SIGN_DRIVEN, prepare
-from verifier.bounds.result import BoundOptions, BoundsResult, Interval, METHODS
+from verifier.bounds.result import METHODS, BoundOptions, BoundsResult, Interval, take_nested
 from verifier.errors import MismatchError, VerifierError
 from verifier.ir import ops
 from verifier.ir.graph import Graph
@@ -142,6 +142,8 @@ class Run:
             work = 2.0 * self.batch * rows.size * cone_size
             if rows.size and (options.intermediate == "crown" or work <= options.max_crown_work):
                 crown_lower, crown_upper = self.crown_rows(i, rows)
+                if self.method == "alpha-crown" and options.alpha_intermediate:
+                    crown_lower, crown_upper = self.alpha_rows(i, rows, crown_lower, crown_upper)
                 lower[:, rows] = np.maximum(lower[:, rows], crown_lower)
                 upper[:, rows] = np.minimum(upper[:, rows], crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
@@ -168,6 +170,27 @@ class Run:
             A[0, np.arange(k), part] = 1.0
             A[0, k + np.arange(k), part] = -1.0
             value = self.backward(i, A, np.zeros((1, 2 * k)))
+            lower[:, start:start + k] = value[:, :k]
+            upper[:, start:start + k] = -value[:, k:]
+        return lower, upper
+
+    def alpha_rows(self, i, rows, lower, upper):
+        """alpha-CROWN bounds of the entries ``rows`` of node ``i``, starting
+        from (and never looser than) their CROWN bounds ``lower``/``upper``."""
+        from verifier.bounds.alpha import optimize
+
+        n = self.prep.sizes[i]
+        total = sum(self.prep.sizes[j] for j in self.prep.cone(i))
+        chunk = max(1, self.options.chunk_elements // (2 * self.batch * total))
+        lower, upper = lower.copy(), upper.copy()
+        for start in range(0, rows.size, chunk):
+            part = rows[start:start + chunk]
+            k = part.size
+            A = np.zeros((1, 2 * k, n))
+            A[0, np.arange(k), part] = 1.0
+            A[0, k + np.arange(k), part] = -1.0
+            first = np.concatenate([lower[:, start:start + k], -upper[:, start:start + k]], 1)
+            value, _, _ = optimize(self, i, A, np.zeros((1, 2 * k)), first, True)
             lower[:, start:start + k] = value[:, :k]
             upper[:, start:start + k] = -value[:, k:]
         return lower, upper
@@ -212,15 +235,19 @@ class Run:
                 pending[j] = A_j if previous is None else previous + A_j
         return np.broadcast_to(bias, (self.batch, bias.shape[-1]))
 
-    def adjoint(self, target, record, lines):
+    def adjoint(self, target, record, lines, needed):
         """The adjoint of :meth:`backward` (see :mod:`verifier.bounds.alpha`):
         per node, the derivative of the bound with respect to the coefficients
         on that node, which is the linearised network evaluated at the
-        minimising input point."""
+        minimising input point. Only the ``needed`` nodes (and what they
+        depend on) are evaluated."""
         prep = self.prep
+        wanted = set()
+        for j in needed:
+            wanted.update(prep.cone(j))
         values = {0: record["point"]}
         for k in reversed(prep.cone(target)):
-            if k == 0:
+            if k == 0 or k not in wanted:
                 continue
             node = self.nodes[k]
             args = [values[j] for j in node.inputs]
@@ -341,7 +368,7 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
                 d=d[s] if d.shape[0] > 1 else d, upper=upper,
                 splits={k: v[s] for k, v in splits.items()},
                 intermediate={k: v.take(s) for k, v in given.items()},
-                alpha=_take_nested(alpha, s), beta=_take_nested(beta, s), options=options))
+                alpha=take_nested(alpha, s), beta=take_nested(beta, s), options=options))
         return _concatenate(parts)
     return _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, options)
 
@@ -356,10 +383,13 @@ def _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, opt
     lower = ((C_pos @ y.lower[:, :, None]) + (C_neg @ y.upper[:, :, None]))[..., 0] - d
     high = ((C_pos @ y.upper[:, :, None]) + (C_neg @ y.lower[:, :, None]))[..., 0] - d
     best_alpha = best_beta = None
+    scores = {}
     if method != "ibp":
         A = np.concatenate([C, -C], axis=1) if upper else C
         bias = np.concatenate([-d, d], axis=1) if upper else -d
-        value = run.backward(out, A, bias)
+        record = {}
+        value = run.backward(out, A, bias, record=record)
+        scores = _split_scores(run, record, n_rows)
         if method == "alpha-crown":
             from verifier.bounds.alpha import optimize
 
@@ -378,14 +408,25 @@ def _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, opt
         upper=np.ascontiguousarray(high) if upper else None,
         pre_activation=pre, node_bounds=dict(enumerate(run.bounds)), alpha=best_alpha,
         beta=best_beta, infeasible=run.infeasible,
-        intermediate_methods=dict(run.intermediate_methods))
+        intermediate_methods=dict(run.intermediate_methods), split_scores=scores)
 
 
-def _take_nested(table, s):
-    if table is None:
-        return None
-    return {k: ({side: v[s] for side, v in value.items()} if isinstance(value, dict)
-                else value[s]) for k, value in table.items()}
+def _split_scores(run, record, n_rows):
+    """Per Relu/PRelu neuron, the bound lost to its upper (chord) line in the
+    CROWN pass, summed over the lower rows: ``-sum_r min(A_r, 0)·intercept``
+    (>= 0; 0 for stable neurons). Splitting the neuron removes that term: the
+    BaBSR-style estimate of Bunel et al., "Branch and Bound for Piecewise
+    Linear Neural Network Verification", JMLR 2020."""
+    scores = {}
+    for k, A in record.items():
+        if not isinstance(k, int) or not isinstance(run.nodes[k], (ops.Relu, ops.PRelu)):
+            continue
+        lines = run.relax[k].lines
+        A = A[:, :n_rows]
+        lost = (np.minimum(A, 0.0) * lines.upper_intercept).sum(axis=1)
+        lost += (np.maximum(A, 0.0) * lines.lower_intercept).sum(axis=1)
+        scores[k] = np.broadcast_to(-lost, (run.batch, lost.shape[-1])).copy()
+    return scores
 
 
 def _concatenate(parts):
@@ -418,4 +459,6 @@ def _concatenate(parts):
         pre_activation=cat_intervals("pre_activation"), node_bounds=cat_intervals("node_bounds"),
         alpha=cat_nested("alpha"), beta=cat_nested("beta"),
         infeasible=np.concatenate([p.infeasible for p in parts]),
-        intermediate_methods=methods)
+        intermediate_methods=methods,
+        split_scores={k: np.concatenate([p.split_scores[k] for p in parts])
+                      for k in first.split_scores})

@@ -9,6 +9,14 @@ import numpy as np
 METHODS = ("ibp", "crown", "alpha-crown")
 
 
+def take_nested(table, index):
+    """Index the batch axis of every array of an alpha/beta table (or None)."""
+    if table is None:
+        return None
+    return {k: ({side: v[index] for side, v in value.items()} if isinstance(value, dict)
+                else value[index]) for k, value in table.items()}
+
+
 @dataclass(frozen=True, eq=False)
 class Interval:
     """Element-wise bounds ``lower <= v <= upper``; arrays ``(B, n)`` (flat C order)."""
@@ -45,6 +53,9 @@ class BoundOptions:
             activations) and, where splits are given, the beta multipliers.
         optimize_smooth: let alpha-CROWN also move the lines of sigmoid,
             tanh, softplus and GELU.
+        alpha_intermediate: alpha-CROWN also optimises the bounds of the
+            intermediate nodes it computes by CROWN (each with its own slopes,
+            as in the alpha-CROWN paper), not only the final rows.
         early_stop: stop alpha-CROWN once every row is refuted (only when
             no upper bounds are asked for).
     """
@@ -59,6 +70,7 @@ class BoundOptions:
     lr_decay: float = 0.98
     optimize_smooth: bool = True
     early_stop: bool = True
+    alpha_intermediate: bool = True
 
     def __post_init__(self):
         if self.intermediate not in ("auto", "crown", "ibp"):
@@ -89,6 +101,10 @@ class BoundsResult:
             bounds, so the sub-problem's input set is empty.
         intermediate_methods: node index -> 'ibp' or 'crown' (how the input
             bounds of each nonlinearity were computed, for diagnostics).
+        split_scores: for 'crown' and 'alpha-crown', Relu/PRelu node index ->
+            ``(B, n)``: how much the CROWN lower bounds (summed over the rows)
+            lose to each neuron's relaxation (>= 0, 0 when stable); a
+            branching heuristic (BaBSR-like).
     """
 
     method: str
@@ -100,3 +116,24 @@ class BoundsResult:
     beta: dict[int, np.ndarray] | None = None
     infeasible: np.ndarray | None = None
     intermediate_methods: dict[int, str] = field(default_factory=dict)
+    split_scores: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def batch(self) -> int:
+        return self.lower.shape[0]
+
+    def take(self, index) -> "BoundsResult":
+        """The result restricted to the batch elements ``index`` (a slice, an
+        integer array or a boolean mask), e.g. to hand a parent's
+        ``pre_activation``, ``alpha`` and ``beta`` to its children."""
+        if isinstance(index, (int, np.integer)):
+            index = [index]
+        return BoundsResult(
+            method=self.method, lower=self.lower[index],
+            upper=None if self.upper is None else self.upper[index],
+            pre_activation={k: v.take(index) for k, v in self.pre_activation.items()},
+            node_bounds={k: v.take(index) for k, v in self.node_bounds.items()},
+            alpha=take_nested(self.alpha, index), beta=take_nested(self.beta, index),
+            infeasible=None if self.infeasible is None else self.infeasible[index],
+            intermediate_methods=dict(self.intermediate_methods),
+            split_scores={k: v[index] for k, v in self.split_scores.items()})
