@@ -156,11 +156,12 @@ class Run:
             self.intermediate_methods[k] = how
         return lower, upper
 
-    def crown_rows(self, i, rows):
-        """CROWN lower and upper bounds of the entries ``rows`` of node ``i``."""
+    def _entry_bounds(self, i, rows, per_row, bound):
+        """Lower and upper bounds of the entries ``rows`` of node ``i``:
+        ``bound(A, chunk_slice)`` gives lower bounds ``(B, 2k)`` of the rows
+        ``A = [e_j; -e_j]``; chunks keep ``per_row`` entries per row in memory."""
         n = self.prep.sizes[i]
-        widest = max(self.prep.sizes[j] for j in self.prep.cone(i))
-        chunk = max(1, self.options.chunk_elements // (2 * self.batch * widest))
+        chunk = max(1, self.options.chunk_elements // (2 * self.batch * per_row))
         lower = np.empty((self.batch, rows.size))
         upper = np.empty((self.batch, rows.size))
         for start in range(0, rows.size, chunk):
@@ -169,31 +170,28 @@ class Run:
             A = np.zeros((1, 2 * k, n))
             A[0, np.arange(k), part] = 1.0
             A[0, k + np.arange(k), part] = -1.0
-            value = self.backward(i, A, np.zeros((1, 2 * k)))
+            value = bound(A, slice(start, start + k))
             lower[:, start:start + k] = value[:, :k]
             upper[:, start:start + k] = -value[:, k:]
         return lower, upper
+
+    def crown_rows(self, i, rows):
+        """CROWN lower and upper bounds of the entries ``rows`` of node ``i``."""
+        widest = max(self.prep.sizes[j] for j in self.prep.cone(i))
+        return self._entry_bounds(
+            i, rows, widest, lambda A, _: self.backward(i, A, np.zeros((1, A.shape[1]))))
 
     def alpha_rows(self, i, rows, lower, upper):
         """alpha-CROWN bounds of the entries ``rows`` of node ``i``, starting
         from (and never looser than) their CROWN bounds ``lower``/``upper``."""
         from verifier.bounds.alpha import optimize
 
-        n = self.prep.sizes[i]
+        def bound(A, part):
+            first = np.concatenate([lower[:, part], -upper[:, part]], axis=1)
+            return optimize(self, i, A, np.zeros((1, A.shape[1])), first, True)[0]
+
         total = sum(self.prep.sizes[j] for j in self.prep.cone(i))
-        chunk = max(1, self.options.chunk_elements // (2 * self.batch * total))
-        lower, upper = lower.copy(), upper.copy()
-        for start in range(0, rows.size, chunk):
-            part = rows[start:start + chunk]
-            k = part.size
-            A = np.zeros((1, 2 * k, n))
-            A[0, np.arange(k), part] = 1.0
-            A[0, k + np.arange(k), part] = -1.0
-            first = np.concatenate([lower[:, start:start + k], -upper[:, start:start + k]], 1)
-            value, _, _ = optimize(self, i, A, np.zeros((1, 2 * k)), first, True)
-            lower[:, start:start + k] = value[:, :k]
-            upper[:, start:start + k] = -value[:, k:]
-        return lower, upper
+        return self._entry_bounds(i, rows, total, bound)
 
     # ----------------------------------------------------------- backward pass
     def backward(self, target, A, bias, lines=None, betas=None, record=None):
