@@ -27,18 +27,25 @@ def windows(x: np.ndarray, kernel, stride, dilation) -> np.ndarray:
 
 def conv2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
            dilation=(1, 1), groups=1) -> np.ndarray:
-    """Cross-correlation as in ONNX Conv; weight (O, C/groups, kh, kw)."""
+    """Cross-correlation as in ONNX Conv; weight (O, C/groups, kh, kw).
+
+    im2col: the windows are gathered once into a (N*Ho*Wo, C/g*kh*kw) matrix
+    per group and multiplied with the weight by BLAS.
+    """
     n, c = x.shape[:2]
     o, cg, kh, kw = weight.shape
-    win = windows(pad2d(x, padding), (kh, kw), stride, dilation)
+    win = windows(pad2d(x, padding), (kh, kw), stride, dilation)  # (N, C, Ho, Wo, kh, kw)
     ho, wo = win.shape[2:4]
-    win = win.reshape(n, groups, cg, ho, wo, kh, kw)
-    w = weight.reshape(groups, o // groups, cg, kh, kw)
-    out = np.einsum("ngchwij,gocij->ngohw", win, w, optimize=True)
-    out = out.reshape(n, o, ho, wo)
+    og = o // groups
+    out = np.empty((n, ho, wo, o), dtype=np.result_type(x, weight))
+    for g in range(groups):
+        cols = win[:, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
+        w = weight[g * og:(g + 1) * og].reshape(og, -1)
+        out[..., g * og:(g + 1) * og] = (cols @ w.T).reshape(n, ho, wo, og)
+    out = out.transpose(0, 3, 1, 2)
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
-    return out
+    return np.ascontiguousarray(out)
 
 
 def conv_transpose2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
@@ -47,7 +54,8 @@ def conv_transpose2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
 
     It is the adjoint of :func:`conv2d` with the same weight, stride, padding,
     dilation and groups. ``output_hw`` fixes the output size (the crop after
-    removing ``padding`` from the top/left); missing rows are zero.
+    removing ``padding`` from the top/left); missing rows are zero. One BLAS
+    product per group gives every kernel tap; the taps are then scattered.
     """
     n, c, h, w = x.shape
     _, og, kh, kw = weight.shape
@@ -62,18 +70,24 @@ def conv_transpose2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
     # the full output must cover [top, top + out_h) and [left, left + out_w)
     full_h = max(full_h, top + out_h)
     full_w = max(full_w, left + out_w)
-    full = np.zeros((n, groups, og, full_h, full_w), dtype=np.result_type(x, weight))
-    xg = x.reshape(n, groups, c // groups, h, w)
-    wg = weight.reshape(groups, c // groups, og, kh, kw)
-    for i in range(kh):
-        for j in range(kw):
-            contrib = np.einsum("ngchw,gco->ngohw", xg, wg[:, :, :, i, j])
-            r0, c0 = i * dh, j * dw
-            full[:, :, :, r0:r0 + sh * (h - 1) + 1:sh, c0:c0 + sw * (w - 1) + 1:sw] += contrib
-    out = full[:, :, :, top:top + out_h, left:left + out_w].reshape(n, groups * og, out_h, out_w)
+    dtype = np.result_type(x, weight)
+    full = np.zeros((n, groups * og, full_h, full_w), dtype=dtype)
+    cg = c // groups
+    rows = x.transpose(0, 2, 3, 1)  # (N, H, W, C)
+    for g in range(groups):
+        wg = weight[g * cg:(g + 1) * cg].reshape(cg, og * kh * kw)
+        taps = (rows[..., g * cg:(g + 1) * cg].reshape(n * h * w, cg) @ wg)
+        taps = taps.reshape(n, h, w, og, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+        target = full[:, g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                r0, c0 = i * dh, j * dw
+                target[:, :, r0:r0 + sh * (h - 1) + 1:sh,
+                       c0:c0 + sw * (w - 1) + 1:sw] += taps[:, :, i, j]
+    out = full[:, :, top:top + out_h, left:left + out_w]
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
-    return out
+    return np.ascontiguousarray(out)
 
 
 def max_pool2d(x, kernel, stride, padding=(0, 0, 0, 0), dilation=(1, 1)) -> np.ndarray:

@@ -198,42 +198,51 @@ def _relu_nodes(graph):
     return [i for i, n in enumerate(graph.nodes) if isinstance(n, ops.Relu)]
 
 
-def _relu_split(ctx, case_index, case, batch_size=64):
+def _relu_split(ctx, case_index, case, max_batch=64):
     graph = ctx.graph
     rows = CaseRows.of(case)
     region = case.region
     relus = _relu_nodes(graph)
     box = Box(region.lower[None], region.upper[None])
     options = BoundOptions()
+    started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
                            options=options)
     if not rows.open_polytopes(first.lower).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
         return Outcome(False, "time ran out after CROWN"), 1
+    crown_seconds = time.monotonic() - started
+    if crown_seconds * 8 > ctx.time_left():
+        return Outcome(False, "too little time left for alpha-CROWN "
+                              f"(CROWN alone took {crown_seconds:.2f} s)"), 1
+    # alpha-CROWN also optimises the intermediate bounds here (recomputed, not
+    # reused from CROWN): the children reuse these tighter tables
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
-                          intermediate=first.pre_activation, options=options)
+                          intermediate=first.pre_activation,
+                          options=BoundOptions(recompute_intermediate=True))
     if not rows.open_polytopes(root.lower).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
-    cex = _try_points(ctx, case_index, rows, _attack_points(root, region))
-    if cex is not None:
-        return Outcome(False, "counterexample at an alpha-CROWN minimiser", cex), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
-    # a domain: split arrays per relu (n,), its intermediate bounds and alpha
+    per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
-                       {k: v for k, v in root.pre_activation.items()}, root.alpha,
+                       dict(root.pre_activation), root.alpha,
                        float(_worst_open(rows, root.lower)[0]))]
     explored = 1
+    child_options = BoundOptions(alpha_iterations=10)
     while domains:
-        if ctx.out_of_time():
+        left = ctx.time_left()
+        if left <= 0:
             worst = min(d.bound for d in domains)
             return Outcome(False, f"time ran out with {len(domains)} open sub-problems "
                                   f"(worst bound {worst:.4g}, ReLU splitting)"), explored
+        # size the batch so that one bound call uses at most a fifth of the time left
+        pairs = int(max(1, min(max_batch // 2, 0.2 * left / max(2 * per_domain, 1e-6))))
         domains.sort(key=lambda dom: dom.bound)  # worst first
-        batch, domains = domains[:batch_size // 2], domains[batch_size // 2:]
+        batch, domains = domains[:pairs], domains[pairs:]
         children = []
         for dom in batch:
             choice = _branch(graph, dom, relus)
@@ -249,29 +258,43 @@ def _relu_split(ctx, case_index, case, batch_size=64):
                                   "of the other ops is not exact"), explored
         explored += len(children)
         n = len(children)
+        tick = time.monotonic()
         result = compute_bounds(
             graph, Box(np.repeat(region.lower[None], n, 0), np.repeat(region.upper[None], n, 0)),
             method="alpha-crown", C=rows.C, d=rows.d, upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=None, options=options)
+            alpha=_stack_alpha([c.alpha for c in children]), options=child_options)
+        per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
         open_poly = rows.open_polytopes(result.lower)
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
         if len(still):
-            points = _attack_points(result, region)[still]
-            cex = _try_points(ctx, case_index, rows, points)
+            cex = _try_points(ctx, case_index, rows, _attack_points(result, region)[still])
             if cex is not None:
                 return Outcome(False, "counterexample found during ReLU splitting", cex), explored
-        bounds = _worst_open(rows, result.lower)
+        bounds = _worst_open(rows, result.lower, open_poly)
         for j in still:
-            children[j] = _Domain(children[j].splits,
-                                  {k: v.take(slice(j, j + 1)) for k, v in
-                                   result.pre_activation.items()},
-                                  None, float(bounds[j]))
-            domains.append(children[j])
+            domains.append(_Domain(
+                children[j].splits,
+                {k: v.take(slice(j, j + 1)) for k, v in result.pre_activation.items()},
+                _take_alpha(result.alpha, j), float(bounds[j])))
     return Outcome(True, "proved by ReLU splitting"), explored
+
+
+def _stack_alpha(tables):
+    if any(t is None for t in tables):
+        return None
+    return {node: {side: np.concatenate([t[node][side] for t in tables])
+                   for side in tables[0][node]} for node in tables[0]}
+
+
+def _take_alpha(table, j):
+    if table is None:
+        return None
+    return {node: {side: value[j:j + 1] for side, value in sides.items()}
+            for node, sides in table.items()}
 
 
 @dataclass
