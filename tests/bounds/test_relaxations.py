@@ -226,3 +226,27 @@ def test_backward_rules_are_exact_adjoints(graph):
     total = sum(np.einsum("brn,bn->br", c, x.reshape(2, -1)) for c in contributions)
     total = total + (0.0 if bias is None else bias)
     np.testing.assert_allclose(total, np.einsum("brn,bn->br", A, y), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_critical_points_come_with_a_small_sound_error_bound(approximate):
+    """The extremum of f(x) - a·x found from the Newton roots, plus their
+    error bound, is never below the extremum over dense samples."""
+    rng = np.random.default_rng(12)
+    n = 3000
+    graph = _graph_with(ops.Gelu, n, approximate=approximate)
+    kind = activation_for(graph.nodes[1])
+    centre = rng.normal(scale=3, size=n)
+    width = rng.uniform(0, 3, size=n) * 10.0 ** rng.uniform(-8, 2, size=n)
+    lower, upper = centre - width, centre + width
+    a = rng.uniform(-0.1, 1.1, size=n)
+    _, error = kind.critical(a, lower, upper)
+    assert np.max(error) < 1e-10
+    top, _, _ = kind._extreme("upper", a, lower, upper)
+    bottom, _, _ = kind._extreme("lower", a, lower, upper)
+    x = np.clip(lower[:, None] + np.linspace(0, 1, 4000) * (upper - lower)[:, None],
+                lower[:, None], upper[:, None])
+    g = kind.f(x) - a[:, None] * x
+    scale = 1e-13 * (1 + np.abs(g).max(axis=1))
+    assert np.all(top + error + scale >= g.max(axis=1))
+    assert np.all(bottom - error - scale <= g.min(axis=1))

@@ -20,8 +20,9 @@ Smooth activations (sigmoid, tanh, softplus, GELU): any slope ``a`` gives a
 sound line once its intercept is the exact extremum of ``f(x) - a·x`` over
 ``[l, u]``. That extremum is attained at ``l``, ``u`` or a critical point
 (``f'(x) = a``), which we compute in closed form (sigmoid, tanh, softplus) or
-by bisection on the monotone pieces of ``f'`` between its inflection points
-(GELU). Soundness therefore never depends on curvature case analysis; the
+by safeguarded Newton steps on the monotone pieces of ``f'`` between its
+inflection points (GELU), with a sound bound on what an inexact root may
+miss. Soundness therefore never depends on curvature case analysis; the
 slope only decides tightness. The default slope minimises the area between
 line and function (equivalently the line's value at the midpoint, a convex
 function of the slope), found by golden-section search; alpha-CROWN moves it
@@ -47,7 +48,7 @@ from verifier.ir.evaluate import gelu, sigmoid
 #: Relative outward shift of the intercepts of smooth-activation lines.
 RELAXATION_PAD = 1e-12
 _GOLDEN_STEPS = 24
-_BISECT_STEPS = 56
+_NEWTON_STEPS = 30
 _INV_PHI = (np.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -216,28 +217,28 @@ class Smooth(Activation):
         raise NotImplementedError
 
     def critical(self, a, lower, upper):
-        """Arrays of points (±inf allowed, never NaN) that include every
-        solution of ``f'(x) = a`` in ``[lower, upper]``."""
+        """Points (±inf allowed, never NaN) that include every solution of
+        ``f'(x) = a`` in ``[lower, upper]``, and a bound on how much the
+        extremum of ``f(x) - a·x`` may be missed because a point is only an
+        approximation of a solution (0 for closed forms)."""
         raise NotImplementedError
 
     # -- generic machinery
-    def _points(self, a, lower, upper):
-        points = [lower, upper]
-        points += [np.clip(c, lower, upper) for c in self.critical(a, lower, upper)]
-        points += [np.clip(t, lower, upper) for t in self.inflections]
-        return np.stack(np.broadcast_arrays(*points))
-
     def _extreme(self, side, a, lower, upper):
-        """Exact max (upper) or min (lower) of ``f(x) - a·x`` and its argument."""
-        X = self._points(a, lower, upper)
+        """Max (upper) or min (lower) of ``f(x) - a·x`` on ``[lower, upper]``,
+        its argument and the error bound of the approximate critical points."""
+        roots, error = self.critical(a, lower, upper)
+        points = [lower, upper] + [np.clip(c, lower, upper) for c in roots]
+        points += [np.clip(t, lower, upper) for t in self.inflections]
+        X = np.stack(np.broadcast_arrays(*points))
         G = self.f(X) - a * X
         j = (np.argmax if side == "upper" else np.argmin)(G, axis=0)[None]
-        return np.take_along_axis(G, j, 0)[0], np.take_along_axis(X, j, 0)[0]
+        return np.take_along_axis(G, j, 0)[0], np.take_along_axis(X, j, 0)[0], error
 
     def intercept(self, node, side, a, lower, upper):
-        value, x = self._extreme(side, a, lower, upper)
-        pad = RELAXATION_PAD * (1.0 + np.abs(value)
-                                + np.abs(a) * np.maximum(np.abs(lower), np.abs(upper)))
+        value, x, error = self._extreme(side, a, lower, upper)
+        pad = error + RELAXATION_PAD * (1.0 + np.abs(value)
+                                        + np.abs(a) * np.maximum(np.abs(lower), np.abs(upper)))
         return (value + pad if side == "upper" else value - pad), x
 
     def slope_range(self, lower, upper):
@@ -253,7 +254,7 @@ class Smooth(Activation):
         sign = 1.0 if side == "upper" else -1.0
 
         def cost(a):
-            value, _ = self._extreme(side, a, lower, upper)
+            value, _, _ = self._extreme(side, a, lower, upper)
             return sign * (value + a * mid)
 
         a, b = low.copy(), high.copy()
@@ -304,7 +305,7 @@ class SigmoidAct(Smooth):
         s = 2.0 * a / (1.0 + np.sqrt(1.0 - 4.0 * a))
         with np.errstate(divide="ignore"):
             x = np.log(s) - np.log1p(-s)
-        return [x, -x]
+        return [x, -x], 0.0
 
 
 class TanhAct(Smooth):
@@ -323,7 +324,7 @@ class TanhAct(Smooth):
         t = np.sqrt(1.0 - a)
         with np.errstate(divide="ignore"):
             x = np.log1p(t) - 0.5 * np.log(a)
-        return [x, -x]
+        return [x, -x], 0.0
 
 
 class SoftplusAct(Smooth):
@@ -338,18 +339,26 @@ class SoftplusAct(Smooth):
     def critical(self, a, lower, upper):
         a = np.clip(a, 0.0, 1.0)
         with np.errstate(divide="ignore"):
-            return [np.log(a) - np.log1p(-a)]
+            return [np.log(a) - np.log1p(-a)], 0.0
 
 
 class PiecewiseMonotoneDerivative(Smooth):
     """``f'`` is monotone between consecutive inflection points: the roots of
-    ``f'(x) = a`` are found by vectorised bisection on each piece."""
+    ``f'(x) = a`` are found piece by piece by safeguarded Newton steps inside
+    a bracket that always holds the root. The returned error bound is sound
+    whatever the number of steps: with ``x`` in a bracket of width ``w``
+    around the root ``x*`` and ``h = f' - a`` monotone between them,
+    ``|(f - a·id)(x*) - (f - a·id)(x)| <= w·|h(x)|``."""
 
     monotone = False
+
+    def d2f(self, x):
+        raise NotImplementedError
 
     def critical(self, a, lower, upper):
         edges = (-np.inf,) + tuple(self.inflections) + (np.inf,)
         roots = []
+        error = 0.0
         for lo_edge, hi_edge in zip(edges[:-1], edges[1:]):
             p = np.maximum(lower, lo_edge)
             q = np.minimum(upper, hi_edge)
@@ -359,18 +368,38 @@ class PiecewiseMonotoneDerivative(Smooth):
             h_p = self.df(p) - a
             h_q = self.df(q) - a
             has = valid & (np.sign(h_p) * np.sign(h_q) <= 0)
-            p, q, h_p = np.broadcast_arrays(p, q, h_p)
-            if not np.any(has):
-                roots.append(p)
-                continue
-            lo, hi, sign_lo = p.copy(), q.copy(), np.sign(h_p)
-            for _ in range(_BISECT_STEPS):
-                mid = 0.5 * (lo + hi)
-                right = np.sign(self.df(mid) - a) == sign_lo  # root in [mid, hi]
-                lo = np.where(right, mid, lo)
-                hi = np.where(right, hi, mid)
-            roots.append(np.where(has, 0.5 * (lo + hi), p))
-        return roots
+            p, q, h_p, a_b, has = np.broadcast_arrays(p, q, h_p, a, has)
+            root = p.copy()
+            where = np.flatnonzero(has)
+            if where.size:
+                x, width, miss = self._solve(a_b.flat[where], p.flat[where], q.flat[where],
+                                             np.sign(h_p.flat[where]))
+                root.flat[where] = x
+                piece_error = np.zeros(root.shape)
+                piece_error.flat[where] = width * miss
+                error = np.maximum(error, piece_error)
+            roots.append(root)
+        return roots, error
+
+    def _solve(self, a, lo, hi, sign_lo, steps=_NEWTON_STEPS):
+        x = 0.5 * (lo + hi)
+        for _ in range(steps):
+            h = self.df(x) - a
+            right = np.sign(h) == sign_lo          # the root is in [x, hi]
+            lo = np.where(right, x, lo)
+            hi = np.where(right, hi, x)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                newton = x - h / self.d2f(x)
+            inside = (newton > lo) & (newton < hi)
+            x = np.where(inside, newton, 0.5 * (lo + hi))
+        # certify: a point twice the Newton step away on the other side of the
+        # root shrinks the bracket to that step
+        h = self.df(x) - a
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            y = np.clip(x - 2.0 * h / self.d2f(x), lo, hi)
+        across = (np.sign(self.df(y) - a) != np.sign(h)) & np.isfinite(y)
+        width = np.where(across, np.abs(y - x), hi - lo)
+        return x, width, np.abs(h)
 
 
 class GeluAct(PiecewiseMonotoneDerivative):
@@ -383,6 +412,9 @@ class GeluAct(PiecewiseMonotoneDerivative):
 
     def df(self, x):
         return ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
+
+    def d2f(self, x):
+        return np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi) * (2.0 - x * x)
 
 
 _K = np.sqrt(2.0 / np.pi)
@@ -427,6 +459,10 @@ class TanhGeluAct(PiecewiseMonotoneDerivative):
     def df(self, x):
         t = np.tanh(_K * (x + _C * x ** 3))
         return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * _K * (1.0 + 3.0 * _C * x * x)
+
+    def d2f(self, x):
+        t = np.tanh(_K * (x + _C * x ** 3))
+        return (1.0 - t * t) * _tanh_gelu_d2(x)
 
 
 _LEAKY = Leaky()
