@@ -194,3 +194,25 @@ def test_timeout_is_honoured(tmp_path):
     assert result.verdict in (Verdict.TIMEOUT, Verdict.UNSAT, Verdict.SAT)
     if result.verdict is Verdict.TIMEOUT:
         assert "time ran out" in result.reason
+
+
+def test_smoothing_certificate_for_the_json_output(tmp_path, mlp):
+    from verifier.cli.verify_cmd import _smoothing_certificate
+
+    prop = write(tmp_path, "rob.vnnlib", box_property(
+        [-0.1, 0.0, 0.2], [0.1, 0.2, 0.3], "(>= Y_1 Y_0)", 2))
+    cert = _smoothing_certificate(mlp, prop, 0.05, 2000, 0)
+    assert cert["label"] == 0 and cert["sigma"] == 0.05 and cert["n"] == 2000
+    assert cert["abstained"] or cert["radius"] > 0
+    not_robustness = write(tmp_path, "lin.vnnlib", box_property(
+        [-0.1, 0.0, 0.2], [0.1, 0.2, 0.3], "(>= Y_1 3.0)", 2))
+    assert "skipped" in _smoothing_certificate(mlp, not_robustness, 0.05, 2000, 0)
+
+
+def test_smoothing_never_changes_a_decided_answer(tmp_path, abs_net):
+    prop = write(tmp_path, "u.vnnlib", box_property([-1.0], [1.0], "(<= Y_0 -0.01)", 1))
+    result = CliRunner().invoke(main, ["verify", str(abs_net), str(prop), "--json",
+                                       "--smoothing-sigma", "0.1"])
+    data = json.loads(result.output)
+    assert result.exit_code == 0 and data["result"] == "unsat"
+    assert "smoothing" not in data["stats"]
