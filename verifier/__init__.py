@@ -2,8 +2,12 @@
 
 The public API is small and imported lazily (``import verifier`` stays cheap):
 
-    load_model(path) -> Graph              the ONNX front end
-    evaluate(graph, x)                     exact float64 evaluation of the IR
+    load_model(path) -> Graph                  the ONNX front end
+    evaluate(graph, x)                         exact float64 evaluation of the IR
+    load_property(path) -> Property            VNN-LIB 1.0 / 2.0 reader
+    compute_bounds(graph, Box(...), method=)   IBP, CROWN, alpha-CROWN
+    verify(model, property, Options()) -> Result
+    certify_property(model, property, sigma)   randomized smoothing certificate
 """
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ _API = {
     "load_model": "verifier.frontend",
     "evaluate": "verifier.ir.evaluate",
     "Graph": "verifier.ir.graph",
+    "load_property": "verifier.spec",
+    "Property": "verifier.spec",
+    "compute_bounds": "verifier.bounds",
+    "Box": "verifier.bounds",
+    "L2Ball": "verifier.bounds",
+    "verify": "verifier.verify",
+    "Options": "verifier.verify",
+    "Result": "verifier.result",
+    "Verdict": "verifier.result",
+    "certify_property": "verifier.smoothing",
+    "SmoothedClassifier": "verifier.smoothing",
 }
 
 

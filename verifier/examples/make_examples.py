@@ -1,4 +1,4 @@
-"""Regenerate the bundled example models (deterministic).
+"""Regenerate the bundled example model and properties (deterministic).
 
     python -m verifier.examples.make_examples
 """
@@ -41,8 +41,24 @@ def tiny_mlp(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
+def robustness_property(center, eps, label, n_out) -> str:
+    """VNN-LIB 1.0: some input within eps (L-inf) of center is not classified as label."""
+    lines = [f"; the output of tiny_mlp.onnx stays class {label} on an L-inf ball of "
+             f"radius {eps} around {list(center)}"]
+    lines += [f"(declare-const X_{i} Real)" for i in range(len(center))]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(n_out)]
+    for i, c in enumerate(center):
+        lines += [f"(assert (>= X_{i} {c - eps!r}))", f"(assert (<= X_{i} {c + eps!r}))"]
+    others = " ".join(f"(and (>= Y_{j} Y_{label}))" for j in range(n_out) if j != label)
+    lines.append(f"(assert (or {others}))")
+    return "\n".join(lines) + "\n"
+
+
 def main():
     onnx.save(tiny_mlp(), str(HERE / "tiny_mlp.onnx"))
+    center = [0.2, -0.1, 0.4, 0.0, 0.3]
+    (HERE / "tiny_mlp_robust.vnnlib").write_text(robustness_property(center, 0.05, 0, 3))
+    (HERE / "tiny_mlp_attack.vnnlib").write_text(robustness_property(center, 0.5, 0, 3))
 
 
 if __name__ == "__main__":
