@@ -23,6 +23,8 @@ batch of linear functions; upper bounds are lower bounds of the negated rows.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from verifier.bounds import affine
@@ -64,7 +66,7 @@ if _missing:  # pragma: no cover - a new core op without its rules
 class Run:
     """Per-run state: input set, bounds table, relaxations, splits."""
 
-    def __init__(self, graph, inputs, method, splits, given, options):
+    def __init__(self, graph, inputs, method, splits, given, options, fixed=frozenset()):
         self.prep = prepare(graph)
         self.nodes = graph.nodes
         self.inputs = inputs
@@ -72,6 +74,7 @@ class Run:
         self.method = method
         self.splits = splits
         self.given = given
+        self.fixed = fixed  # nonlinear nodes whose given input bounds are not recomputed
         self.options = options
         self.bounds: list[Interval | None] = [None] * len(self.nodes)
         self.relax: dict = {}
@@ -122,19 +125,17 @@ class Run:
 
     def _tighten(self, i, lower, upper):
         prep, options = self.prep, self.options
-        given = False
         for k in prep.feeds[i]:
             interval = self.given.get(k)
             if interval is not None:
                 lower = np.maximum(lower, interval.lower)
                 upper = np.minimum(upper, interval.upper)
-                given = True
         lower, upper = self._clamp(i, lower, upper)
         how = "ibp"
         if (self.method != "ibp" and options.intermediate != "ibp"
                 and not prep.tight[i]
                 and not (prep.box_exact[i] and isinstance(self.inputs, Box))
-                and not (given and not options.recompute_intermediate)):
+                and not any(k in self.fixed for k in prep.feeds[i])):
             sign_only = all(isinstance(self.nodes[k], SIGN_DRIVEN) for k in prep.feeds[i])
             needed = (lower < 0) & (upper > 0) if sign_only else upper > lower
             rows = np.flatnonzero(needed.any(axis=0))
@@ -372,7 +373,30 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
 
 
 def _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, options):
-    run = Run(graph, inputs, method, splits, given, options)
+    fixed = frozenset() if options.recompute_intermediate else frozenset(given)
+    if method != "alpha-crown" or not options.alpha_intermediate:
+        return _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, beta,
+                       options)
+    # alpha-CROWN with optimised intermediate bounds: tighter intermediate
+    # bounds do not always give a tighter final CROWN bound, so a plain CROWN
+    # pass comes first; its bounds (intermediate and final) are kept where tighter
+    prep = prepare(graph)
+    if all(k in fixed for j in prep.feeds for k in prep.feeds[j]):
+        return _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, beta,
+                       options)
+    crown = _single(graph, inputs, "crown", C, d, upper, splits, given, fixed, None, None,
+                    options)
+    tight = _single(graph, inputs, method, C, d, upper, splits, crown.pre_activation, fixed,
+                    alpha, beta, options)
+    lower = np.maximum(crown.lower, tight.lower)
+    high = None if not upper else np.minimum(crown.upper, tight.upper)
+    return dataclasses.replace(tight, lower=lower, upper=high,
+                               infeasible=crown.infeasible | tight.infeasible)
+
+
+def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, beta, options):
+    """One run: the forward sweep, then IBP/CROWN/alpha-CROWN on the final rows."""
+    run = Run(graph, inputs, method, splits, given, options, fixed)
     run.sweep()
     out = graph.output
     n_rows = C.shape[1]
