@@ -230,7 +230,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), root.alpha,
-                       float(_worst_open(rows, root.lower)[0]))]
+                       float(_worst_open(rows, root.lower)[0]),
+                       {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10)
     while domains:
@@ -252,7 +253,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             for phase in (-1, 1):
                 splits = {k: v.copy() for k, v in dom.splits.items()}
                 splits[node][neuron] = phase
-                children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound))
+                children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound,
+                                        dom.scores))
         if not children:
             return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
                                   "of the other ops is not exact"), explored
@@ -279,7 +281,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             domains.append(_Domain(
                 children[j].splits,
                 {k: v.take(slice(j, j + 1)) for k, v in result.pre_activation.items()},
-                _take_alpha(result.alpha, j), float(bounds[j])))
+                _take_alpha(result.alpha, j), float(bounds[j]),
+                {k: v[j] for k, v in result.split_scores.items()}))
     return Outcome(True, "proved by ReLU splitting"), explored
 
 
@@ -303,6 +306,7 @@ class _Domain:
     intermediate: dict
     alpha: object
     bound: float
+    scores: dict = None  # Relu node -> (n,) BaBSR-style split scores
 
 
 def _worst_open(rows, lower, open_poly=None):
@@ -330,16 +334,22 @@ def _attack_points(result, region):
 
 
 def _branch(graph, dom, relus):
-    """The unstable, unsplit ReLU with the largest triangle area (per layer depth)."""
-    best, choice = 0.0, None
+    """The free unstable ReLU with the best split score: the bound the CROWN
+    pass lost to its relaxation (BaBSR-like, from the bound engine); the
+    triangle area u*(-l)/(u-l) breaks ties and stands in where no score is known."""
+    best, choice = -np.inf, None
     for k in relus:
         interval = dom.intermediate[k]
         lower, upper = interval.lower[0], interval.upper[0]
         free = (dom.splits[k] == 0) & (lower < 0) & (upper > 0)
         if not free.any():
             continue
-        area = np.where(free, upper * -lower / np.maximum(upper - lower, 1e-12), 0.0)
-        j = int(area.argmax())
-        if area[j] > best:
-            best, choice = float(area[j]), (k, j)
+        area = upper * -lower / np.maximum(upper - lower, 1e-12)
+        score = area * 1e-6
+        if dom.scores and k in dom.scores:
+            score = score + dom.scores[k]
+        score = np.where(free, score, -np.inf)
+        j = int(score.argmax())
+        if score[j] > best:
+            best, choice = float(score[j]), (k, j)
     return choice
