@@ -250,3 +250,31 @@ def test_gelu_critical_points_come_with_a_small_sound_error_bound(approximate):
     scale = 1e-13 * (1 + np.abs(g).max(axis=1))
     assert np.all(top + error + scale >= g.max(axis=1))
     assert np.all(bottom - error - scale <= g.min(axis=1))
+
+
+CONV_CASES = [  # (c, h, w, o, kernel, stride, padding, dilation, groups)
+    (3, 32, 32, 8, (4, 4), (2, 2), (1, 1, 1, 1), (1, 1), 1),
+    (4, 9, 8, 6, (3, 2), (2, 1), (1, 0, 2, 1), (1, 2), 2),
+    (6, 7, 9, 6, (2, 3), (3, 2), (2, 2, 0, 1), (2, 1), 3),
+    (2, 5, 5, 4, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_fast_convolutions_agree_with_the_evaluator(case):
+    from verifier.bounds import conv
+    from verifier.ir import functional as F
+
+    c, h, w, o, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(13)
+    weight = rng.normal(size=(o, c // groups) + kernel)
+    x = rng.normal(size=(5, c, h, w))
+    expected = F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    np.testing.assert_allclose(conv.conv2d(x, weight, stride, padding, dilation, groups),
+                               expected, rtol=1e-12, atol=1e-12)
+    y = rng.normal(size=expected.shape)
+    for hw in [(h, w), (h + 1, w + 2), (h - 1, w)]:
+        expected_t = F.conv_transpose2d(y, weight, None, stride, padding, dilation, groups,
+                                        output_hw=hw)
+        got = conv.conv_transpose2d(y, weight, stride, padding, dilation, groups, hw)
+        np.testing.assert_allclose(got, expected_t, rtol=1e-12, atol=1e-12)

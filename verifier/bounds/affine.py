@@ -16,9 +16,38 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifier.bounds import conv
 from verifier.ir import functional as F
 from verifier.ir import ops
 from verifier.ir.evaluate import EVAL_RULES
+
+# ------------------------------------------------------- forward application
+
+
+def _spatial(node, x, weight, bias):
+    """Conv/ConvTranspose on (M, *input shape) with the given weight (and bias)."""
+    x4, lead = F.as_nchw(x)
+    if isinstance(node, ops.Conv):
+        y = conv.conv2d(x4, weight, node.stride, node.padding, node.dilation, node.groups)
+    else:
+        y = conv.conv_transpose2d(x4, weight, node.stride, node.padding, node.dilation,
+                                  node.groups, tuple(node.shape[-2:]))
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    return y.reshape(lead + y.shape[1:])
+
+
+def apply(prep, i, node, args, absolute=False):
+    """The op on a batch ``args`` (each (M, *input shape)); with ``absolute``,
+    the linear part with absolute weights and no bias (the radius map of IBP)."""
+    if isinstance(node, (ops.Conv, ops.ConvTranspose)):
+        if absolute:
+            return _spatial(node, args[0], prep.abs_node(i).weight, None)
+        return _spatial(node, args[0], node.weight, node.bias)
+    if absolute:
+        node = prep.abs_node(i)
+    return EVAL_RULES[type(node)](node, args)
+
 
 # --------------------------------------------------------------------- IBP
 
@@ -26,10 +55,8 @@ from verifier.ir.evaluate import EVAL_RULES
 def _ibp_center_radius(prep, i, node, lowers, uppers):
     """Affine ops: y = f(center) ± |f|(radius), exact per entry for one op."""
     lower, upper = lowers[0], uppers[0]
-    center = 0.5 * (lower + upper)
-    radius = 0.5 * (upper - lower)
-    y_center = EVAL_RULES[type(node)](node, [center])
-    y_radius = EVAL_RULES[type(node)](prep.abs_node(i), [radius])
+    y_center = apply(prep, i, node, [0.5 * (lower + upper)])
+    y_radius = apply(prep, i, node, [0.5 * (upper - lower)], absolute=True)
     return y_center - y_radius, y_center + y_radius
 
 
@@ -76,8 +103,8 @@ def _back_conv(prep, i, node, A):
     b, r, _ = A.shape
     in_shape = prep.nodes[node.inputs[0]].shape
     y = A.reshape((-1,) + tuple(node.shape[-3:]))
-    x = F.conv_transpose2d(y, node.weight, None, node.stride, node.padding, node.dilation,
-                           node.groups, output_hw=tuple(in_shape[-2:]))
+    x = conv.conv_transpose2d(y, node.weight, node.stride, node.padding, node.dilation,
+                              node.groups, tuple(in_shape[-2:]))
     return [x.reshape(b, r, -1)], _spatial_bias(node, A)
 
 
@@ -96,7 +123,7 @@ def _back_conv_transpose(prep, i, node, A):
     b, r, _ = A.shape
     in_shape = prep.nodes[node.inputs[0]].shape
     y = A.reshape((-1,) + tuple(node.shape[-3:]))
-    x = F.conv2d(y, node.weight, None, node.stride, node.padding, node.dilation, node.groups)
+    x = conv.conv2d(y, node.weight, node.stride, node.padding, node.dilation, node.groups)
     x = _fit_hw(x, tuple(in_shape[-2:]))
     return [x.reshape(b, r, -1)], _spatial_bias(node, A)
 
@@ -143,8 +170,8 @@ BACKWARD_RULES = {
 }
 
 
-def forward(prep, node, values):
+def forward(prep, i, node, values):
     """The adjoint of a backward rule: the op applied to ``(B, R, size)`` arrays."""
     b, r = values[0].shape[:2]
     args = [v.reshape((b * r,) + tuple(prep.nodes[j].shape)) for v, j in zip(values, node.inputs)]
-    return EVAL_RULES[type(node)](node, args).reshape(b, r, -1)
+    return apply(prep, i, node, args).reshape(b, r, -1)

@@ -254,7 +254,7 @@ class Run:
                 relaxation = lines[k] if k in lines else self.relax[k]
                 values[k] = relaxation.forward(args[0], record[k])
             else:
-                values[k] = affine.forward(prep, node, args)
+                values[k] = affine.forward(prep, k, node, args)
         return values
 
 
