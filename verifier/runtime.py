@@ -26,6 +26,7 @@ Facts this module respects (see the design guide, "Numerics"):
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 from dataclasses import dataclass
@@ -134,6 +135,29 @@ def _rebatched(proto: onnx.ModelProto) -> onnx.ModelProto:
 # Providers
 
 
+@contextlib.contextmanager
+def _silenced_output():
+    """Send what native code and Python print to fds 1 and 2 to /dev/null."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved + [devnull]:
+            os.close(fd)
+
+
 @functools.lru_cache(maxsize=1)
 def cuda_status() -> tuple[bool, str]:
     """Whether the CUDA provider really loads here, and why not if it does not.
@@ -148,7 +172,8 @@ def cuda_status() -> tuple[bool, str]:
     preload = getattr(ort, "preload_dlls", None)
     if preload is not None:  # finds CUDA/cuDNN installed from PyPI wheels
         try:
-            preload()
+            with _silenced_output():  # it prints "Failed to load ..." per missing library
+                preload()
         except Exception:  # noqa: BLE001 - a failed preload is reported below
             pass
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
