@@ -203,17 +203,23 @@ def conv_output_hw(in_hw, kernel, stride, padding, dilation):
                                                   (top, left), (bottom, right)))
 
 
-@converter("Conv")
-def _conv(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    weight = constant_input(args, 1, "the Conv weight").astype(np.float64)
-    bias = constant_input(args, 2, "the Conv bias")
-    x, rank = _spatial_input(ctx, x, name)
+def _conv_inputs(ctx, node, args, attrs, what):
+    """Var (made 2-D), weight (2-D kernel), bias, rank, stride and dilation."""
+    weight = constant_input(args, 1, f"the {what} weight").astype(np.float64)
+    bias = constant_input(args, 2, f"the {what} bias")
+    x, rank = _spatial_input(ctx, args[0], node.output[0])
     if rank == 1:
         weight = weight[:, :, None, :]
+    bias = None if bias is None else bias.astype(np.float64)
+    return (x, weight, bias, rank, _to_2d(attrs, "strides", 1, rank),
+            _to_2d(attrs, "dilations", 1, rank))
+
+
+@converter("Conv")
+def _conv(ctx, node, args, attrs):
+    name = node.output[0]
+    x, weight, bias, rank, stride, dilation = _conv_inputs(ctx, node, args, attrs, "Conv")
     kernel = weight.shape[2:]
-    stride = _to_2d(attrs, "strides", 1, rank)
-    dilation = _to_2d(attrs, "dilations", 1, rank)
     in_hw = x.shape[-2:]
     if rank == 1:
         pads = _pads_2d(spatial_padding(attrs, in_hw[1:], kernel[1:], stride[1:],
@@ -226,22 +232,17 @@ def _conv(ctx, node, args, attrs):
                           f"channels {x.shape[-3]} with group={groups}")
     out_hw = conv_output_hw(in_hw, kernel, stride, pads, dilation)
     y = ctx.emit(ops.Conv, [x], x.shape[:-3] + (weight.shape[0],) + out_hw, name + "/conv",
-                 weight=weight, bias=None if bias is None else bias.astype(np.float64),
-                 stride=stride, padding=pads, dilation=dilation, groups=groups)
+                 weight=weight, bias=bias, stride=stride, padding=pads, dilation=dilation,
+                 groups=groups)
     return [_spatial_output(ctx, y, rank, name)]
 
 
 @converter("ConvTranspose")
 def _conv_transpose(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    weight = constant_input(args, 1, "the ConvTranspose weight").astype(np.float64)
-    bias = constant_input(args, 2, "the ConvTranspose bias")
-    x, rank = _spatial_input(ctx, x, name)
-    if rank == 1:
-        weight = weight[:, :, None, :]
+    name = node.output[0]
+    x, weight, bias, rank, stride, dilation = _conv_inputs(ctx, node, args, attrs,
+                                                           "ConvTranspose")
     kernel = weight.shape[2:]
-    stride = _to_2d(attrs, "strides", 1, rank)
-    dilation = _to_2d(attrs, "dilations", 1, rank)
     out_pad = _to_2d(attrs, "output_padding", 0, rank)
     groups = int(attrs.get("group", 1))
     in_hw = x.shape[-2:]
@@ -272,9 +273,7 @@ def _conv_transpose(ctx, node, args, attrs):
         raise Unsupported(f"ConvTranspose weight {list(weight.shape)} does not fit input "
                           f"channels {x.shape[-3]}")
     y = ctx.emit(ops.ConvTranspose, [x], x.shape[:-3] + (weight.shape[1] * groups,) + out_hw,
-                 name + "/convT", weight=weight,
-                 bias=None if bias is None else bias.astype(np.float64),
-                 stride=stride, padding=pads, dilation=dilation, groups=groups)
+                 name + "/convT", weight=weight, bias=bias, stride=stride, padding=pads, dilation=dilation, groups=groups)
     return [_spatial_output(ctx, y, rank, name)]
 
 

@@ -95,12 +95,8 @@ class Linear(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class Conv(Node):
-    """2-D convolution on the last three axes (C, H, W).
-
-    weight: (out_channels, in_channels / groups, kh, kw); padding is
-    (top, left, bottom, right) with zeros.
-    """
+class _Convolution(Node):
+    """Fields shared by Conv and ConvTranspose (2-D, on the last three axes)."""
 
     weight: np.ndarray
     bias: np.ndarray | None = None
@@ -111,6 +107,15 @@ class Conv(Node):
 
     def __post_init__(self):
         _freeze_fields(self, "weight", "bias")
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Conv(_Convolution):
+    """2-D convolution on the last three axes (C, H, W).
+
+    weight: (out_channels, in_channels / groups, kh, kw); padding is
+    (top, left, bottom, right) with zeros.
+    """
 
     def describe(self):
         o, i, kh, kw = self.weight.shape
@@ -119,23 +124,13 @@ class Conv(Node):
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
-class ConvTranspose(Node):
+class ConvTranspose(_Convolution):
     """2-D transposed convolution on the last three axes (the adjoint of Conv).
 
     weight: (in_channels, out_channels / groups, kh, kw). ``padding`` is
     (top, left, bottom, right) removed from the full output; the output
     shape (including any output_padding) is ``shape``.
     """
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-    def __post_init__(self):
-        _freeze_fields(self, "weight", "bias")
 
     def describe(self):
         i, o, kh, kw = self.weight.shape
