@@ -164,3 +164,24 @@ def test_bad_arguments_raise_typed_errors():
         L2Ball([0.0], -1.0)
     with pytest.raises(VerifierError, match="intermediate"):
         compute_bounds(graph, box, intermediate={0: Interval(np.zeros((1, 1)), np.ones((1, 1)))})
+
+
+def test_alpha_crown_optimises_intermediate_bounds_within_its_budget():
+    rng = np.random.default_rng(5)
+    nodes = [ops.Input(shape=(1, 3))]
+    for k in range(3):
+        nodes.append(ops.Linear(inputs=(len(nodes) - 1,), shape=(1, 8),
+                                weight=rng.normal(size=(8, 3 if k == 0 else 8)),
+                                bias=rng.normal(size=8)))
+        nodes.append(ops.Relu(inputs=(len(nodes) - 1,), shape=(1, 8)))
+    graph = Graph(tuple(nodes), output=len(nodes) - 1)
+    box = Box(-np.ones(3), np.ones(3))
+    crown = compute_bounds(graph, box, method="crown")
+    full = compute_bounds(graph, box, method="alpha-crown")
+    assert "alpha-crown" in full.intermediate_methods.values()
+    for k, interval in full.pre_activation.items():
+        assert np.all(interval.lower >= crown.pre_activation[k].lower - 1e-12)
+        assert np.all(interval.upper <= crown.pre_activation[k].upper + 1e-12)
+    cheap = compute_bounds(graph, box, method="alpha-crown", options=BoundOptions(max_alpha_work=0))
+    assert "alpha-crown" not in cheap.intermediate_methods.values()
+    assert np.all(cheap.lower >= crown.lower - 1e-12)

@@ -143,12 +143,15 @@ class Run:
             work = 2.0 * self.batch * rows.size * cone_size
             if rows.size and (options.intermediate == "crown" or work <= options.max_crown_work):
                 crown_lower, crown_upper = self.crown_rows(i, rows)
-                if self.method == "alpha-crown" and options.alpha_intermediate:
+                if (self.method == "alpha-crown" and options.alpha_intermediate
+                        and work * options.alpha_iterations <= options.max_alpha_work):
                     crown_lower, crown_upper = self.alpha_rows(i, rows, crown_lower, crown_upper)
+                    how = "alpha-crown"
+                else:
+                    how = "crown"
                 lower[:, rows] = np.maximum(lower[:, rows], crown_lower)
                 upper[:, rows] = np.minimum(upper[:, rows], crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
-                how = "crown"
         empty = lower > upper
         if np.any(empty):
             self.infeasible |= empty.any(axis=1)
@@ -474,7 +477,7 @@ def _concatenate(parts):
     methods = {}
     for p in parts:
         for k, how in p.intermediate_methods.items():
-            methods[k] = "crown" if "crown" in (how, methods.get(k)) else how
+            methods[k] = max(how, methods.get(k, how), key=METHODS.index)
     return BoundsResult(
         method=first.method, lower=np.concatenate([p.lower for p in parts]),
         upper=None if first.upper is None else np.concatenate([p.upper for p in parts]),

@@ -55,7 +55,10 @@ class BoundOptions:
             tanh, softplus and GELU.
         alpha_intermediate: alpha-CROWN also optimises the bounds of the
             intermediate nodes it computes by CROWN (each with its own slopes,
-            as in the alpha-CROWN paper), not only the final rows.
+            as in the alpha-CROWN paper), not only the final rows, where
+            ``alpha_iterations`` times the CROWN work of that node is at most
+            ``max_alpha_work`` (the large conv layers of oval21 gain little
+            from it for a high price).
         early_stop: stop alpha-CROWN once every row is refuted (only when
             no upper bounds are asked for).
     """
@@ -71,6 +74,7 @@ class BoundOptions:
     optimize_smooth: bool = True
     early_stop: bool = True
     alpha_intermediate: bool = True
+    max_alpha_work: float = 5e7
 
     def __post_init__(self):
         if self.intermediate not in ("auto", "crown", "ibp"):
@@ -99,8 +103,8 @@ class BoundsResult:
             split constraints: Relu node index -> ``(B, R_all, n)``.
         infeasible: ``(B,)`` bool: the split constraints contradict the
             bounds, so the sub-problem's input set is empty.
-        intermediate_methods: node index -> 'ibp' or 'crown' (how the input
-            bounds of each nonlinearity were computed, for diagnostics).
+        intermediate_methods: node index -> 'ibp', 'crown' or 'alpha-crown'
+            (how the input bounds of each nonlinearity were computed).
         split_scores: for 'crown' and 'alpha-crown', Relu/PRelu node index ->
             ``(B, n)``: how much the CROWN lower bounds (summed over the rows)
             lose to each neuron's relaxation (>= 0, 0 when stable); a

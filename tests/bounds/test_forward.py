@@ -1,0 +1,78 @@
+"""Forward symbolic bounds enclose sampled points and box corners."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from verifier.bounds.forward import forward_bounds, output_lower, supports
+from verifier.ir import evaluate, ops
+from verifier.ir.graph import Graph
+
+
+def random_net(seed, d=4, widths=(7, 6, 5), residual=True, prelu=True):
+    rng = np.random.default_rng(seed)
+    nodes = [ops.Input(shape=(1, d))]
+    width = d
+    for k, n in enumerate(widths):
+        nodes.append(ops.Linear(inputs=(len(nodes) - 1,), shape=(1, n),
+                                weight=rng.normal(size=(n, width)), bias=rng.normal(size=n)))
+        pre = len(nodes) - 1
+        if prelu and k == 1:
+            nodes.append(ops.PRelu(inputs=(pre,), shape=(1, n), slope=np.full((1, 1), 0.1)))
+        else:
+            nodes.append(ops.Relu(inputs=(pre,), shape=(1, n)))
+        nodes.append(ops.Scale(inputs=(len(nodes) - 1,), shape=(1, n),
+                               scale=rng.normal(size=(1, n)), shift=rng.normal(size=(1, n))))
+        if residual and k == 2:
+            nodes.append(ops.Add(inputs=(len(nodes) - 1, pre), shape=(1, n)))
+        width = n
+    nodes.append(ops.Reshape(inputs=(len(nodes) - 1,), shape=(width,)))
+    nodes.append(ops.Linear(inputs=(len(nodes) - 1,), shape=(3,),
+                            weight=rng.normal(size=(3, width)), bias=None))
+    return Graph(tuple(nodes), len(nodes) - 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_forward_bounds_enclose_samples_and_corners(seed):
+    graph = random_net(seed)
+    assert supports(graph)
+    rng = np.random.default_rng(100 + seed)
+    centre = rng.uniform(-1, 1, size=(3, 4))
+    radius = rng.uniform(0.01, 1.0, size=(3, 4))
+    lower, upper = centre - radius, centre + radius
+    C = rng.normal(size=(2, 3))
+    d = rng.normal(size=2)
+    bound, intervals = output_lower(graph, lower, upper, C, d)
+    corners = np.array(list(itertools.product([0, 1], repeat=4)), dtype=float)
+    for b in range(3):
+        points = np.vstack([lower[b] + rng.random((500, 4)) * (upper[b] - lower[b]),
+                            lower[b] + corners * (upper[b] - lower[b])])
+        values = evaluate(graph, points.reshape(-1, 1, 4), all_values=True)
+        y = values[graph.output].reshape(len(points), -1)
+        assert np.all(y @ C.T - d >= bound[b] - 1e-9)
+        for k, iv in intervals.items():
+            z = values[graph.nodes[k].inputs[0]].reshape(len(points), -1)
+            assert np.all(z >= iv.lower[b] - 1e-9) and np.all(z <= iv.upper[b] + 1e-9)
+
+
+def test_forward_is_exact_on_an_affine_network():
+    graph = random_net(0)
+    nodes = [n if not isinstance(n, (ops.Relu, ops.PRelu)) else
+             ops.Reshape(inputs=n.inputs, shape=n.shape) for n in graph.nodes]
+    affine = Graph(tuple(nodes), graph.output)
+    lower, upper = np.zeros((1, 4)), np.ones((1, 4))
+    C, d = np.eye(3), np.zeros(3)
+    bound, _ = output_lower(affine, lower, upper, C, d)
+    corners = np.array(list(itertools.product([0, 1], repeat=4)), dtype=float)
+    y = evaluate(affine, corners.reshape(-1, 1, 4)).reshape(len(corners), -1)
+    np.testing.assert_allclose(bound[0], y.min(axis=0), atol=1e-9)
+
+
+def test_unsupported_graphs_are_declined():
+    graph = random_net(1)
+    nodes = list(graph.nodes)
+    nodes[2] = ops.Sigmoid(inputs=nodes[2].inputs, shape=nodes[2].shape)
+    assert forward_bounds(Graph(tuple(nodes), graph.output), np.zeros((1, 4)),
+                          np.ones((1, 4))) is None
