@@ -129,15 +129,19 @@ def test_decision_margin():
     assert 0 < DECISION_MARGIN <= 1e-5
 
 
-def test_intermediate_ibp_option_and_work_budget_fall_back_to_ibp():
-    rng = np.random.default_rng(4)
+def three_relu_layers(rng):
     nodes = [ops.Input(shape=(1, 3))]
     for k in range(3):
         nodes.append(ops.Linear(inputs=(len(nodes) - 1,), shape=(1, 8),
                                 weight=rng.normal(size=(8, 3 if k == 0 else 8)),
                                 bias=rng.normal(size=8)))
         nodes.append(ops.Relu(inputs=(len(nodes) - 1,), shape=(1, 8)))
-    graph = Graph(tuple(nodes), output=len(nodes) - 1)
+    return Graph(tuple(nodes), output=len(nodes) - 1)
+
+
+def test_intermediate_ibp_option_and_work_budget_fall_back_to_ibp():
+    rng = np.random.default_rng(4)
+    graph = three_relu_layers(rng)
     box = Box(-np.ones(3), np.ones(3))
     full = compute_bounds(graph, box)
     assert set(full.intermediate_methods.values()) == {"ibp", "crown"}  # first layer: exact IBP
@@ -168,13 +172,7 @@ def test_bad_arguments_raise_typed_errors():
 
 def test_alpha_crown_optimises_intermediate_bounds_within_its_budget():
     rng = np.random.default_rng(5)
-    nodes = [ops.Input(shape=(1, 3))]
-    for k in range(3):
-        nodes.append(ops.Linear(inputs=(len(nodes) - 1,), shape=(1, 8),
-                                weight=rng.normal(size=(8, 3 if k == 0 else 8)),
-                                bias=rng.normal(size=8)))
-        nodes.append(ops.Relu(inputs=(len(nodes) - 1,), shape=(1, 8)))
-    graph = Graph(tuple(nodes), output=len(nodes) - 1)
+    graph = three_relu_layers(rng)
     box = Box(-np.ones(3), np.ones(3))
     crown = compute_bounds(graph, box, method="crown")
     full = compute_bounds(graph, box, method="alpha-crown")
