@@ -138,14 +138,13 @@ def _input_split(ctx, case_index, case, batch_size=256):
         stack_lower, stack_upper, stack_bound = \
             stack_lower[rest], stack_upper[rest], stack_bound[rest]
         domains += len(lo)
-        result = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                                upper=False)
-        open_poly = rows.open_polytopes(result.lower)
+        lower_bound = _box_bounds(graph, lo, hi, rows)
+        open_poly = rows.open_polytopes(lower_bound)
         keep = open_poly.any(axis=1)
         if not keep.any():
             continue
         lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
-        bound = _worst_open(rows, result.lower[keep], open_poly)
+        bound = _worst_open(rows, lower_bound[keep], open_poly)
         centers = 0.5 * (lo + hi)
         cex = _try_points(ctx, case_index, rows, centers)
         if cex is None:
@@ -174,6 +173,30 @@ def _input_split(ctx, case_index, case, batch_size=256):
         stack_upper = np.vstack([stack_upper, left_hi, hi])
         stack_bound = np.concatenate([stack_bound, bound, bound])
     return Outcome(True, "proved by input splitting"), domains
+
+
+_RECOMPUTE = BoundOptions(recompute_intermediate=True)
+
+
+def _box_bounds(graph, lo, hi, rows):
+    """Lower bounds (B, R) of the case's rows on boxes: forward symbolic bounds
+    first (cheap with few inputs); the boxes they leave open get CROWN's final
+    backward pass on top of the forward pre-activation bounds."""
+    from verifier.bounds.forward import output_lower
+
+    forward = output_lower(graph, lo, hi, rows.C, rows.d)
+    if forward is None:
+        return compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
+                              upper=False).lower
+    lower, intervals = forward
+    still = np.flatnonzero(rows.open_polytopes(lower).any(axis=1))
+    if len(still):
+        crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
+                               d=rows.d, upper=False,
+                               intermediate={k: v.take(still) for k, v in intervals.items()},
+                               options=_RECOMPUTE)
+        lower[still] = np.maximum(lower[still], crown.lower)
+    return lower
 
 
 def _attack_boxes(ctx, case_index, case, lower, upper, steps=20):
