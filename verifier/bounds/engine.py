@@ -149,6 +149,7 @@ class Run:
                     how = "alpha-crown"
                 else:
                     how = "crown"
+                lower, upper = lower.copy(), upper.copy()  # IBP may return views
                 lower[:, rows] = np.maximum(lower[:, rows], crown_lower)
                 upper[:, rows] = np.minimum(upper[:, rows], crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
@@ -349,6 +350,13 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
             ignored).
         options: :class:`BoundOptions`.
 
+    Guarantees: every bound is sound (up to float rounding, which the
+    decision margin covers); CROWN's rows are never looser than IBP's, and
+    alpha-CROWN's never looser than CROWN's (the best iterate, started from
+    CROWN's slopes, and with optimised intermediate bounds also a plain CROWN
+    pass, kept where tighter). Large batches are processed in chunks of at
+    most ``options.chunk_elements`` coefficients.
+
     Returns:
         :class:`BoundsResult`. All arrays are float64.
     """
@@ -358,8 +366,7 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
     batch = inputs.batch
     prep = prepare(graph)
     rows = C.shape[1] * (2 if upper else 1)
-    per_element = rows * (max(prep.sizes) + sum(
-        prep.sizes[k] for k in range(len(graph.nodes)) if prep.nonlinear[k]))
+    per_element = rows * sum(prep.sizes)  # alpha-CROWN keeps a value per node and row
     step = max(1, options.chunk_elements // max(1, per_element))
     if batch > step:
         parts = []
