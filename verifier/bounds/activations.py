@@ -47,7 +47,7 @@ from verifier.ir.evaluate import gelu, sigmoid
 
 #: Relative outward shift of the intercepts of smooth-activation lines.
 RELAXATION_PAD = 1e-12
-_GOLDEN_STEPS = 24
+_GOLDEN_STEPS = 16
 _NEWTON_STEPS = 30
 _INV_PHI = (np.sqrt(5.0) - 1.0) / 2.0
 
@@ -382,16 +382,26 @@ class PiecewiseMonotoneDerivative(Smooth):
         return roots, error
 
     def _solve(self, a, lo, hi, sign_lo, steps=_NEWTON_STEPS):
+        """Roots of ``f'(x) = a`` in the brackets ``[lo, hi]`` (1-D arrays);
+        iterates only on the entries that have not converged yet."""
         x = 0.5 * (lo + hi)
+        lo, hi = lo.copy(), hi.copy()
+        active = np.arange(x.size)
         for _ in range(steps):
-            h = self.df(x) - a
-            right = np.sign(h) == sign_lo          # the root is in [x, hi]
-            lo = np.where(right, x, lo)
-            hi = np.where(right, hi, x)
+            xa, la, ha = x[active], lo[active], hi[active]
+            h = self.df(xa) - a[active]
+            right = np.sign(h) == sign_lo[active]     # the root is in [x, hi]
+            la = np.where(right, xa, la)
+            ha = np.where(right, ha, xa)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                newton = x - h / self.d2f(x)
-            inside = (newton > lo) & (newton < hi)
-            x = np.where(inside, newton, 0.5 * (lo + hi))
+                newton = xa - h / self.d2f(xa)
+            inside = (newton > la) & (newton < ha)
+            done = inside & (np.abs(newton - xa) <= 1e-14 * (1.0 + np.abs(xa)))
+            x[active] = np.where(inside, newton, 0.5 * (la + ha))
+            lo[active], hi[active] = la, ha
+            active = active[~done]
+            if not active.size:
+                break
         # certify: a point twice the Newton step away on the other side of the
         # root shrinks the bracket to that step
         h = self.df(x) - a
