@@ -31,7 +31,8 @@ class Options:
     seed: int = 0
     samples: int = 64           # random points per case before the attack
     pgd_steps: int = 60
-    pgd_restarts: int = 8
+    pgd_restarts: int = 0       # 0: as many as ~attack_flops allows, in [4, 256]
+    attack_flops: float = 8e9
     input_split_max_dim: int = 16  # input splitting up to this many free inputs
     verbose: bool = False
 
@@ -63,6 +64,29 @@ class Context:
             import sys
 
             print(f"[{time.monotonic() - self.start:7.2f}s] {message}", file=sys.stderr)
+
+
+def forward_flops(graph) -> float:
+    """Multiply-adds of one forward pass (Linear and Conv dominate)."""
+    from verifier.ir import ops
+
+    total = 0.0
+    for node in graph.nodes:
+        if isinstance(node, ops.Linear):
+            total += node.weight.size * (node.size // node.weight.shape[0])
+        elif isinstance(node, (ops.Conv, ops.ConvTranspose)):
+            total += node.weight.size * (node.size // node.weight.shape[0])
+        else:
+            total += node.size
+    return total
+
+
+def attack_restarts(ctx, polytopes: int) -> int:
+    opts = ctx.options
+    if opts.pgd_restarts:
+        return opts.pgd_restarts
+    per_run = 3.0 * forward_flops(ctx.graph) * opts.pgd_steps * polytopes  # fwd + bwd
+    return int(np.clip(opts.attack_flops / max(per_run, 1.0), 4, 256))
 
 
 def try_candidates(ctx: Context, case_index: int, x, margins):
@@ -103,8 +127,8 @@ def falsify(ctx: Context):
         lower = np.repeat(case.region.lower[None], len(which), axis=0)
         upper = np.repeat(case.region.upper[None], len(which), axis=0)
         x, margins, _ = pgd(ctx.graph, lower, upper, targets, which, steps=opts.pgd_steps,
-                            restarts=opts.pgd_restarts, rng=ctx.rng, deadline=ctx.deadline,
-                            clock=time.monotonic)
+                            restarts=attack_restarts(ctx, len(which)), rng=ctx.rng,
+                            deadline=ctx.deadline, clock=time.monotonic)
         ctx.stats.setdefault("pgd_best_margin", []).append(float(margins.min()))
         cex = try_candidates(ctx, k, x, margins)
         if cex is not None:
