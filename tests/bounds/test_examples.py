@@ -183,3 +183,16 @@ def test_alpha_crown_optimises_intermediate_bounds_within_its_budget():
     cheap = compute_bounds(graph, box, method="alpha-crown", options=BoundOptions(max_alpha_work=0))
     assert "alpha-crown" not in cheap.intermediate_methods.values()
     assert np.all(cheap.lower >= crown.lower - 1e-12)
+
+
+def test_bounds_crossing_by_rounding_do_not_make_a_sub_problem_empty():
+    """A constant entry bounded twice may cross by an ulp: not a contradiction."""
+    graph = three_relu_layers(np.random.default_rng(6))
+    box = Box(np.zeros(3), np.zeros(3))  # a point: every bound is a point
+    first = compute_bounds(graph, box, method="crown")
+    nudged = {k: Interval(v.lower + 1e-15 * (1 + np.abs(v.lower)), v.upper)
+              for k, v in first.pre_activation.items()}
+    again = compute_bounds(graph, box, method="crown", intermediate=nudged)
+    assert not again.infeasible.any()
+    y = evaluate(graph, np.zeros((1, 1, 3)))[0]
+    assert np.all(again.lower[0] <= y + 1e-9) and np.all(again.upper[0] >= y - 1e-9)

@@ -30,6 +30,7 @@ import numpy as np
 from verifier.bounds import affine
 from verifier.bounds.activations import activation_for
 from verifier.bounds.inputs import Box, L2Ball
+from verifier.bounds.margin import empty
 from verifier.bounds.pooling import (ConstantRelaxation, MaxPoolRelaxation, max_pool_ibp,
                                      softmax_ibp)
 from verifier.bounds.prepare import ELEMENTWISE, SIGN_DRIVEN, prepare
@@ -153,10 +154,11 @@ class Run:
                 lower[:, rows] = np.maximum(lower[:, rows], crown_lower)
                 upper[:, rows] = np.minimum(upper[:, rows], crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
-        empty = lower > upper
-        if np.any(empty):
-            self.infeasible |= empty.any(axis=1)
-            upper = np.maximum(upper, lower)
+        crossed = lower > upper
+        if np.any(crossed):
+            self.infeasible |= empty(lower, upper).any(axis=1)
+            # crossed by rounding (or empty anyway): keep both values inside
+            lower, upper = np.minimum(lower, upper), np.maximum(lower, upper)
         for k in prep.feeds[i]:
             self.intermediate_methods[k] = how
         return lower, upper

@@ -20,6 +20,13 @@ Why a margin, and why this value:
 
 Every decision taken from bounds (the ``bounds`` command, the benchmark
 script, the branch and bound driver) must go through :func:`refuted`.
+
+The engines take one more decision themselves: a sub-problem is *empty* (its
+split constraints contradict the bounds) only when some lower bound exceeds
+its upper bound by more than :data:`EMPTY_TOLERANCE` (relative). Bounds of
+the same quantity computed two ways (e.g. a constant entry bounded by IBP and
+by a parent's CROWN pass) may cross by a few ulps; that is rounding, not a
+contradiction.
 """
 from __future__ import annotations
 
@@ -27,6 +34,16 @@ import numpy as np
 
 #: A lower bound of ``c·y - d`` above this value refutes the row ``c·y <= d``.
 DECISION_MARGIN = 1e-6
+
+
+#: Relative slack before crossing bounds declare a sub-problem empty.
+EMPTY_TOLERANCE = 1e-9
+
+
+def empty(lower, upper, tolerance: float = EMPTY_TOLERANCE) -> np.ndarray:
+    """Where ``lower > upper`` beyond rounding: the constrained set is empty."""
+    lower, upper = np.asarray(lower), np.asarray(upper)
+    return lower > upper + tolerance * (1.0 + np.abs(lower) + np.abs(upper))
 
 
 def refuted(lower, margin: float = DECISION_MARGIN) -> np.ndarray:
