@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verifier.bounds import METHODS, Box, L2Ball, compute_bounds
+from verifier.bounds import METHODS, BoundOptions, Box, L2Ball, compute_bounds
 from verifier.frontend import load_model
 from verifier.ir import ops
 from verifier.runtime import open_session
@@ -67,3 +67,28 @@ def test_onnxruntime_outputs_on_the_sphere_lie_inside_the_bounds(name):
     for method in METHODS:
         result = compute_bounds(graph, L2Ball(centre, 0.4), method=method)
         assert_inside(y, result.lower, result.upper, what=f"{name} {method} L2")
+
+
+@pytest.mark.parametrize("suite,network,prop", [
+    ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_1_0.05.vnnlib"),
+    ("eran", "nets/ffnnSIGMOID__Point_6x200.onnx", "specs/mnist/mnist_spec_idx_7167_eps_0.01200.vnnlib"),
+])
+def test_real_networks_onnxruntime_outputs_lie_inside_the_bounds(suite, network, prop):
+    from conftest_shared import require_shared
+    from verifier.spec import load_property
+
+    root = require_shared("vnncomp", suite)
+    graph = load_model(root / network)
+    region = load_property(root / prop).cases[0].region
+    rng = np.random.default_rng(23)
+    lower = region.lower.astype(np.float32)
+    upper = region.upper.astype(np.float32)
+    lower = np.where(lower < region.lower, np.nextafter(lower, np.float32(np.inf)), lower)
+    upper = np.where(upper > region.upper, np.nextafter(upper, np.float32(-np.inf)), upper)
+    X = sample_box(rng, lower.astype(np.float64), upper.astype(np.float64), 100)
+    y = _run(str(root / network), X.astype(np.float32).astype(np.float64), graph.input_shape)
+    quick = BoundOptions(alpha_iterations=3)  # soundness, not tightness, is checked here
+    for method in METHODS:
+        result = compute_bounds(graph, Box(region.lower, region.upper), method=method,
+                                options=quick)
+        assert_inside(y, result.lower, result.upper, what=f"{network} {method}")

@@ -228,12 +228,20 @@ class Smooth(Activation):
         """Max (upper) or min (lower) of ``f(x) - a·x`` on ``[lower, upper]``,
         its argument and the error bound of the approximate critical points."""
         roots, error = self.critical(a, lower, upper)
-        points = [lower, upper] + [np.clip(c, lower, upper) for c in roots]
-        points += [np.clip(t, lower, upper) for t in self.inflections]
-        X = np.stack(np.broadcast_arrays(*points))
-        G = self.f(X) - a * X
-        j = (np.argmax if side == "upper" else np.argmin)(G, axis=0)[None]
-        return np.take_along_axis(G, j, 0)[0], np.take_along_axis(X, j, 0)[0], error
+        # f at the end points and inflections once, at their own (smaller) shape
+        fixed = [lower, upper] + [np.clip(t, lower, upper) for t in self.inflections]
+        points = [(x, self.f(x)) for x in fixed]
+        points += [(x, self.f(x)) for x in (np.clip(c, lower, upper) for c in roots)]
+        better = np.greater if side == "upper" else np.less
+        best_x, f_x = points[0]
+        best = f_x - a * best_x
+        best_x = np.broadcast_to(best_x, best.shape)
+        for x, f_x in points[1:]:
+            value = f_x - a * x
+            take = better(value, best)
+            best = np.where(take, value, best)
+            best_x = np.where(take, x, best_x)
+        return best, best_x, error
 
     def intercept(self, node, side, a, lower, upper):
         value, x, error = self._extreme(side, a, lower, upper)
