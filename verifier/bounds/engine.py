@@ -8,13 +8,15 @@ graph once in topological order:
 2. for a node that feeds nonlinearities: intersect with the bounds passed in,
    clamp by the split constraints, and (CROWN methods) run a backward CROWN
    pass for its neurons that matter (the unstable ones for ReLU/PRelu/Sign,
-   all for the others) where affordable, keeping the tighter bounds;
+   all for the others) where affordable, keeping the tighter bounds; for
+   alpha-CROWN, also optimise those rows' slopes where affordable;
 3. for a nonlinear node: build its relaxation from its input bounds.
 
 The final rows ``C·y - d`` are then bounded by IBP, by one backward CROWN
 pass and, for alpha-CROWN, by optimising the free slopes (and the beta
 multipliers of the splits) from CROWN's starting point; the tightest sound
-bound is returned.
+bound is returned. When alpha-CROWN recomputes intermediate bounds, a plain
+CROWN run comes first and is kept where tighter (see :func:`_compute`).
 
 CROWN: Zhang et al., NeurIPS 2018 (backward linear bound propagation with
 per-neuron linear relaxations; DeepPoly, Singh et al., POPL 2019, is the same
