@@ -28,7 +28,7 @@ def _spatial(node, x, weight, bias):
     """Conv/ConvTranspose on (M, *input shape) with the given weight (and bias)."""
     x4, lead = F.as_nchw(x)
     if isinstance(node, ops.Conv):
-        y = conv.conv2d(x4, weight, node.stride, node.padding, node.dilation, node.groups)
+        y = F.conv2d(x4, weight, None, node.stride, node.padding, node.dilation, node.groups)
     else:
         y = conv.conv_transpose2d(x4, weight, node.stride, node.padding, node.dilation,
                                   node.groups, tuple(node.shape[-2:]))
@@ -123,7 +123,7 @@ def _back_conv_transpose(prep, i, node, A):
     b, r, _ = A.shape
     in_shape = prep.nodes[node.inputs[0]].shape
     y = A.reshape((-1,) + tuple(node.shape[-3:]))
-    x = conv.conv2d(y, node.weight, node.stride, node.padding, node.dilation, node.groups)
+    x = F.conv2d(y, node.weight, None, node.stride, node.padding, node.dilation, node.groups)
     x = _fit_hw(x, tuple(in_shape[-2:]))
     return [x.reshape(b, r, -1)], _spatial_bias(node, A)
 
