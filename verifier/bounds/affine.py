@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.bounds import conv
 from verifier.ir import functional as F
 from verifier.ir import ops
 from verifier.ir.evaluate import EVAL_RULES
@@ -30,8 +29,8 @@ def _spatial(node, x, weight, bias):
     if isinstance(node, ops.Conv):
         y = F.conv2d(x4, weight, None, node.stride, node.padding, node.dilation, node.groups)
     else:
-        y = conv.conv_transpose2d(x4, weight, node.stride, node.padding, node.dilation,
-                                  node.groups, tuple(node.shape[-2:]))
+        y = F.conv_transpose2d(x4, weight, None, node.stride, node.padding, node.dilation,
+                               node.groups, tuple(node.shape[-2:]))
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
     return y.reshape(lead + y.shape[1:])
@@ -103,8 +102,8 @@ def _back_conv(prep, i, node, A):
     b, r, _ = A.shape
     in_shape = prep.nodes[node.inputs[0]].shape
     y = A.reshape((-1,) + tuple(node.shape[-3:]))
-    x = conv.conv_transpose2d(y, node.weight, node.stride, node.padding, node.dilation,
-                              node.groups, tuple(in_shape[-2:]))
+    x = F.conv_transpose2d(y, node.weight, None, node.stride, node.padding, node.dilation,
+                           node.groups, tuple(in_shape[-2:]))
     return [x.reshape(b, r, -1)], _spatial_bias(node, A)
 
 

@@ -54,40 +54,37 @@ def conv_transpose2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
 
     It is the adjoint of :func:`conv2d` with the same weight, stride, padding,
     dilation and groups. ``output_hw`` fixes the output size (the crop after
-    removing ``padding`` from the top/left); missing rows are zero. One BLAS
-    product per group gives every kernel tap; the taps are then scattered.
+    removing ``padding`` from the top/left); missing rows are zero. Channels-last
+    layout, one BLAS product per kernel tap scattered into the output: the
+    bound engines push large batches of coefficient rows through it.
     """
     n, c, h, w = x.shape
     _, og, kh, kw = weight.shape
+    cg = c // groups
     sh, sw = stride
     dh, dw = dilation
-    full_h = (h - 1) * sh + dh * (kh - 1) + 1
-    full_w = (w - 1) * sw + dw * (kw - 1) + 1
     top, left, bottom, right = padding
     if output_hw is None:
-        output_hw = (full_h - top - bottom, full_w - left - right)
+        output_hw = ((h - 1) * sh + dh * (kh - 1) + 1 - top - bottom,
+                     (w - 1) * sw + dw * (kw - 1) + 1 - left - right)
     out_h, out_w = output_hw
     # the full output must cover [top, top + out_h) and [left, left + out_w)
-    full_h = max(full_h, top + out_h)
-    full_w = max(full_w, left + out_w)
-    dtype = np.result_type(x, weight)
-    full = np.zeros((n, groups * og, full_h, full_w), dtype=dtype)
-    cg = c // groups
-    rows = x.transpose(0, 2, 3, 1)  # (N, H, W, C)
-    for g in range(groups):
-        wg = weight[g * cg:(g + 1) * cg].reshape(cg, og * kh * kw)
-        taps = (rows[..., g * cg:(g + 1) * cg].reshape(n * h * w, cg) @ wg)
-        taps = taps.reshape(n, h, w, og, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-        target = full[:, g * og:(g + 1) * og]
-        for i in range(kh):
-            for j in range(kw):
-                r0, c0 = i * dh, j * dw
-                target[:, :, r0:r0 + sh * (h - 1) + 1:sh,
-                       c0:c0 + sw * (w - 1) + 1:sw] += taps[:, :, i, j]
+    full_h = max(top + out_h, dh * (kh - 1) + sh * (h - 1) + 1)
+    full_w = max(left + out_w, dw * (kw - 1) + sw * (w - 1) + 1)
+    rows = np.ascontiguousarray(x.reshape(n, groups, cg, h, w).transpose(1, 0, 3, 4, 2))
+    rows = rows.reshape(groups, n * h * w, cg)
+    full = np.zeros((groups, n, full_h, full_w, og), dtype=np.result_type(x, weight))
+    wg = weight.reshape(groups, cg, og, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            tap = np.matmul(rows, wg[:, :, :, i, j]).reshape(groups, n, h, w, og)
+            full[:, :, i * dh:i * dh + sh * (h - 1) + 1:sh,
+                 j * dw:j * dw + sw * (w - 1) + 1:sw] += tap
     out = full[:, :, top:top + out_h, left:left + out_w]
+    out = np.ascontiguousarray(out.transpose(1, 0, 4, 2, 3)).reshape(n, groups * og, out_h, out_w)
     if bias is not None:
         out = out + bias.reshape(1, -1, 1, 1)
-    return np.ascontiguousarray(out)
+    return out
 
 
 def max_pool2d(x, kernel, stride, padding=(0, 0, 0, 0), dilation=(1, 1)) -> np.ndarray:
