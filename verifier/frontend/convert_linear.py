@@ -168,6 +168,14 @@ def spatial_padding(attrs, in_hw, kernel, stride, dilation):
     return tuple(begins) + tuple(ends)
 
 
+def padding_2d(attrs, rank, in_hw, kernel, stride, dilation):
+    """(top, left, bottom, right) of a 1-D (as 2-D with unit height) or 2-D op."""
+    if rank == 1:
+        return _pads_2d(spatial_padding(attrs, in_hw[1:], kernel[1:], stride[1:],
+                                        dilation[1:]), 1)
+    return spatial_padding(attrs, in_hw, kernel, stride, dilation)
+
+
 def _to_2d(attrs, key, default, rank):
     value = attrs.get(key) or [default] * rank
     value = [int(v) for v in value]
@@ -221,11 +229,7 @@ def _conv(ctx, node, args, attrs):
     x, weight, bias, rank, stride, dilation = _conv_inputs(ctx, node, args, attrs, "Conv")
     kernel = weight.shape[2:]
     in_hw = x.shape[-2:]
-    if rank == 1:
-        pads = _pads_2d(spatial_padding(attrs, in_hw[1:], kernel[1:], stride[1:],
-                                        dilation[1:]), 1)
-    else:
-        pads = spatial_padding(attrs, in_hw, kernel, stride, dilation)
+    pads = padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
     groups = int(attrs.get("group", 1))
     if x.shape[-3] != weight.shape[1] * groups:
         raise Unsupported(f"Conv weight {list(weight.shape)} does not fit input "
@@ -286,11 +290,7 @@ def pool_geometry(attrs, x, rank):
     stride = _to_2d(attrs, "strides", 1, rank)
     dilation = _to_2d(attrs, "dilations", 1, rank)
     in_hw = x.shape[-2:]
-    if rank == 1:
-        pads = _pads_2d(spatial_padding(attrs, in_hw[1:], kernel[1:], stride[1:],
-                                        dilation[1:]), 1)
-    else:
-        pads = spatial_padding(attrs, in_hw, kernel, stride, dilation)
+    pads = padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
     out_hw = list(conv_output_hw(in_hw, kernel, stride, pads, dilation))
     extra = [0, 0]
     if attrs.get("ceil_mode", 0):
