@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -37,7 +36,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from verifier.errors import DeviceError, InputFileError, MismatchError, ModelError
+from verifier.errors import DeviceError, MismatchError, ModelError
 
 ModelLike = Union[str, Path, bytes, onnx.ModelProto]
 
@@ -63,40 +62,11 @@ _NUMPY_DTYPES = {
 
 
 def load_onnx(model: ModelLike) -> onnx.ModelProto:
-    """Read a model from a path (``.onnx`` or ``.onnx.gz``), bytes or a proto.
+    """Read a model from a path (``.onnx`` or ``.onnx.gz``), bytes or a proto
+    (the front end's reader: :func:`verifier.frontend.read_model_proto`)."""
+    from verifier.frontend.loader import read_model_proto
 
-    Raises :class:`InputFileError` for a missing or unreadable file and
-    :class:`ModelError` for bytes that are not an ONNX model.
-    """
-    if isinstance(model, onnx.ModelProto):
-        return model
-    where = "<bytes>"
-    if isinstance(model, (str, Path)):
-        path = Path(model)
-        where = str(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InputFileError(f"model file {where} does not exist") from None
-        except OSError as exc:
-            raise InputFileError(f"cannot read model file {where}: {exc.strerror}") from None
-    elif isinstance(model, (bytes, bytearray)):
-        data = bytes(model)
-    else:
-        raise TypeError(f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}")
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ModelError(f"{where}: broken gzip stream ({exc})") from None
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except Exception as exc:  # protobuf raises DecodeError, RuntimeWarning...
-        raise ModelError(f"{where} is not an ONNX model ({type(exc).__name__})") from None
-    if not proto.graph.node and not proto.graph.output:
-        raise ModelError(f"{where} is not an ONNX model (no graph)")
-    return proto
+    return read_model_proto(model)
 
 
 def _graph_inputs(proto: onnx.ModelProto) -> list[onnx.ValueInfoProto]:

@@ -102,7 +102,7 @@ def test_errors(tmp_path, build):
         runtime.open_session(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not a model")
-    with pytest.raises(ModelError, match="not an ONNX model"):
+    with pytest.raises(ModelError, match="not a valid ONNX model"):
         runtime.open_session(bad)
     broken = build.mlp()
     broken.graph.node[1].op_type = "NoSuchOp"

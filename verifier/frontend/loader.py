@@ -15,27 +15,44 @@ from verifier.ir.graph import Graph
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
 
 
-def read_model_proto(path):
-    """Read an ONNX ModelProto from ``path`` (``.onnx`` or ``.onnx.gz``)."""
+def read_model_proto(model):
+    """Read an ONNX ModelProto from a path (``.onnx`` or ``.onnx.gz``), bytes
+    or a proto (returned as is).
+
+    Raises :class:`InputFileError` for a missing or unreadable file and
+    :class:`ModelError` for data that is not an ONNX model.
+    """
     import onnx
 
-    path = Path(os.fspath(path))
-    if not path.is_file():
-        raise InputFileError(f"model file {str(path)!r} does not exist or is not a file")
-    try:
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if isinstance(model, (bytes, bytearray)):
+        where, data = "<bytes>", bytes(model)
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(os.fspath(model))
+        where = str(path)
+        if not path.is_file():
+            raise InputFileError(f"model file {where!r} does not exist or is not a file")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputFileError(f"cannot read model file {where!r}: {exc.strerror}") from None
+    else:
+        raise TypeError(f"expected a path, bytes or onnx.ModelProto, got {type(model).__name__}")
+    if data[:2] == b"\x1f\x8b":
+        try:
             data = gzip.decompress(data)
-    except (OSError, EOFError) as exc:
-        raise InputFileError(f"cannot read model file {str(path)!r}: {exc}") from None
+        except (OSError, EOFError) as exc:
+            raise ModelError(f"{where!r} is not a valid ONNX model: broken gzip stream "
+                             f"({exc})") from None
     try:
-        model = onnx.load_model_from_string(data)
+        proto = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and others
-        raise ModelError(f"{str(path)!r} is not a valid ONNX model: "
+        raise ModelError(f"{where!r} is not a valid ONNX model: "
                          f"{type(exc).__name__}: {exc}") from None
-    if not model.graph.node and not model.graph.output:
-        raise ModelError(f"{str(path)!r} is not a valid ONNX model: its graph is empty")
-    return model
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"{where!r} is not a valid ONNX model: its graph is empty")
+    return proto
 
 
 class Lowering:
