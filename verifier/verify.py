@@ -143,7 +143,7 @@ def verify(model, prop, options: Options | None = None) -> Result:
     Raises :class:`verifier.errors.VerifierError` on bad input; every other
     outcome is a :class:`Result`.
     """
-    from verifier.frontend import load_model, read_model_proto
+    from verifier.frontend import read_model_proto
     from verifier.frontend.loader import lower_model
     from verifier.runtime import open_session
     from verifier.spec import load_property

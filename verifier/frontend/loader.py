@@ -106,7 +106,8 @@ def lower_model(model, where: str = "<model>") -> Graph:
     """Lower an ONNX ModelProto into a :class:`Graph` of core ops."""
     from onnx import numpy_helper
 
-    from verifier.frontend import patterns  # noqa: F401  (registers converters)
+    # importing patterns imports every converter module, which fills the registry
+    from verifier.frontend.patterns import fuse_patterns
 
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -139,8 +140,6 @@ def lower_model(model, where: str = "<model>") -> Graph:
     ctx = Lowering(opset)
     values[inputs[0].name] = ctx.emit(ops.Input, [], _static_shape(inputs[0], where),
                                       name=inputs[0].name)
-    from verifier.frontend.patterns import fuse_patterns
-
     onnx_nodes = fuse_patterns(list(graph.node), values)
     problems: list[UnsupportedNode] = []
     poisoned: set[str] = set()

@@ -29,7 +29,6 @@ line and column are computed only when an error is reported.
 """
 from __future__ import annotations
 
-import math
 import re
 from itertools import islice
 from typing import NamedTuple
