@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from verifier.frontend import load_model, read_model_proto
+from verifier.frontend import read_model_proto
 from verifier.frontend.loader import lower_model
 from verifier.ir import evaluate
 from verifier.ir.graph import Graph
@@ -137,4 +137,4 @@ def inspect_model(path, samples: int = 8, seed: int = 0) -> ModelReport:
     return report
 
 
-__all__ = ["ModelReport", "inspect_model", "load_model", "relative_error", "self_check"]
+__all__ = ["ModelReport", "float64_model", "inspect_model", "relative_error", "self_check"]

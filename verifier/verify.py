@@ -72,9 +72,8 @@ def forward_flops(graph) -> float:
 
     total = 0.0
     for node in graph.nodes:
-        if isinstance(node, ops.Linear):
-            total += node.weight.size * (node.size // node.weight.shape[0])
-        elif isinstance(node, (ops.Conv, ops.ConvTranspose)):
+        if isinstance(node, (ops.Linear, ops.Conv, ops.ConvTranspose)):
+            # every output entry costs one weight row (Linear) or filter (Conv)
             total += node.weight.size * (node.size // node.weight.shape[0])
         else:
             total += node.size
@@ -89,12 +88,13 @@ def attack_restarts(ctx, polytopes: int) -> int:
     return int(np.clip(opts.attack_flops / max(per_run, 1.0), 4, 256))
 
 
-def try_candidates(ctx: Context, case_index: int, x, margins):
-    """Replay the most promising candidates (margin <= 0 first) of a case."""
+def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
+                   slack: float = 1e-3):
+    """Replay the ``count`` most promising points of a case (smallest worst-row
+    margin first, none above ``slack``); the first replayed counterexample."""
     region = ctx.prop.cases[case_index].region
-    order = np.argsort(margins)
-    for k in order[:8]:
-        if margins[k] > 1e-3:
+    for k in np.argsort(margins)[:count]:
+        if margins[k] > slack:
             break
         x32 = float32_inside(x[k], region.lower, region.upper)
         if not region.contains(x32):
@@ -105,27 +105,29 @@ def try_candidates(ctx: Context, case_index: int, x, margins):
     return None
 
 
+def _case_boxes(case):
+    """The case's box repeated once per unsafe polytope, and the polytope indices."""
+    which = np.arange(len(case.unsafe))
+    return (np.repeat(case.region.lower[None], len(which), axis=0),
+            np.repeat(case.region.upper[None], len(which), axis=0), which)
+
+
 def falsify(ctx: Context):
-    """Sampling, then PGD, on every case; a replayed counterexample or None."""
+    """Sampling on every case, then PGD on every case; a replayed
+    counterexample or None."""
     opts = ctx.options
-    for k, case in enumerate(ctx.prop.cases):
-        targets = Targets.from_polytopes(case.unsafe)
-        which = np.arange(len(case.unsafe))
-        lower = np.repeat(case.region.lower[None], len(which), axis=0)
-        upper = np.repeat(case.region.upper[None], len(which), axis=0)
+    cases = [(k, Targets.from_polytopes(case.unsafe)) + _case_boxes(case)
+             for k, case in enumerate(ctx.prop.cases)]
+    for k, targets, lower, upper, which in cases:
         x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
                                        opts.samples, ctx.rng)
         cex = try_candidates(ctx, k, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "sampling"
             return cex
-    for k, case in enumerate(ctx.prop.cases):
+    for k, targets, lower, upper, which in cases:
         if ctx.out_of_time():
             return None
-        targets = Targets.from_polytopes(case.unsafe)
-        which = np.arange(len(case.unsafe))
-        lower = np.repeat(case.region.lower[None], len(which), axis=0)
-        upper = np.repeat(case.region.upper[None], len(which), axis=0)
         x, margins, _ = pgd(ctx.graph, lower, upper, targets, which, steps=opts.pgd_steps,
                             restarts=attack_restarts(ctx, len(which)), rng=ctx.rng,
                             deadline=ctx.deadline, clock=time.monotonic)

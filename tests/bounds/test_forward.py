@@ -76,3 +76,37 @@ def test_unsupported_graphs_are_declined():
     nodes[2] = ops.Sigmoid(inputs=nodes[2].inputs, shape=nodes[2].shape)
     assert forward_bounds(Graph(tuple(nodes), graph.output), np.zeros((1, 4)),
                           np.ones((1, 4))) is None
+
+
+def test_forward_bounds_enclose_onnxruntime_outputs():
+    """Through the front end and onnxruntime (float32): a Gemm/LeakyRelu/Relu
+    network with a Sub normalisation, bounded on random boxes."""
+    from tests.builders import chain_model, run_onnxruntime
+    from verifier.frontend import load_model
+
+    rng = np.random.default_rng(11)
+    model = chain_model([
+        ("Sub", [rng.normal(size=(1, 5)).astype(np.float32)], {}),
+        ("Gemm", [rng.normal(size=(16, 5)).astype(np.float32),
+                  rng.normal(size=16).astype(np.float32)], {"transB": 1}),
+        ("Relu", [], {}),
+        ("Gemm", [rng.normal(size=(12, 16)).astype(np.float32),
+                  rng.normal(size=12).astype(np.float32)], {"transB": 1}),
+        ("LeakyRelu", [], {"alpha": 0.05}),
+        ("Gemm", [rng.normal(size=(4, 12)).astype(np.float32),
+                  rng.normal(size=4).astype(np.float32)], {"transB": 1}),
+    ], (1, 5))
+    graph = load_model(model)
+    assert supports(graph)
+    centre = rng.uniform(-1, 1, size=(4, 5))
+    radius = rng.uniform(0.05, 0.8, size=(4, 5))
+    lower, upper = centre - radius, centre + radius
+    C, d = rng.normal(size=(3, 4)), rng.normal(size=3)
+    bound, _ = output_lower(graph, lower, upper, C, d)
+    corners = np.array(list(itertools.product([0, 1], repeat=5)), dtype=float)
+    for b in range(4):
+        points = np.vstack([lower[b] + rng.random((300, 5)) * (upper[b] - lower[b]),
+                            lower[b] + corners * (upper[b] - lower[b])])
+        y = run_onnxruntime(model, points.reshape(-1, 1, 5).astype(np.float32))
+        rows = y.reshape(len(points), -1).astype(np.float64) @ C.T - d
+        assert np.all(rows >= bound[b] - 1e-5 * (1 + np.abs(bound[b])))

@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from verifier.cli import EXIT_ERROR, handle_errors
+from verifier.cli import handle_errors
 
 #: the process returns within --timeout + this many seconds, whatever happens
 HARD_STOP_GRACE = 1.5
@@ -105,4 +105,4 @@ def _smoothing_certificate(model, property_file, sigma, n, seed) -> dict:
     return certificate.to_dict()
 
 
-__all__ = ["verify", "EXIT_ERROR"]
+__all__ = ["verify"]

@@ -42,30 +42,22 @@ def _per_channel(array, rank):
 def _fold(producer, node):
     """The producer with ``node`` (a Scale) folded in, or None."""
     rank = len(node.shape)
-    if isinstance(producer, ops.Linear):
-        s = _along_last_axis(node.scale, rank)
-        t = _along_last_axis(node.shift, rank)
-        if s is None or t is None:
-            return None
-        out = producer.weight.shape[0]
-        s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
-        bias = np.zeros(out) if producer.bias is None else producer.bias
-        return replace(producer, weight=producer.weight * s[:, None], bias=bias * s + t,
-                       name=node.name)
-    if isinstance(producer, ops.Conv):
-        s = _per_channel(node.scale, rank)
-        t = _per_channel(node.shift, rank)
-        if s is None or t is None:
-            return None
-        out = producer.weight.shape[0]
-        s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
-        bias = np.zeros(out) if producer.bias is None else producer.bias
-        return replace(producer, weight=producer.weight * s[:, None, None, None],
-                       bias=bias * s + t, name=node.name)
     if isinstance(producer, ops.Scale):
         return replace(producer, scale=producer.scale * node.scale,
                        shift=producer.shift * node.scale + node.shift, name=node.name)
-    return None
+    # Linear scales its output rows (last axis), Conv its output channels
+    vector = {ops.Linear: _along_last_axis, ops.Conv: _per_channel}.get(type(producer))
+    if vector is None:
+        return None
+    s, t = vector(node.scale, rank), vector(node.shift, rank)
+    if s is None or t is None:
+        return None
+    out = producer.weight.shape[0]
+    s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
+    bias = np.zeros(out) if producer.bias is None else producer.bias
+    column = (out,) + (1,) * (producer.weight.ndim - 1)
+    return replace(producer, weight=producer.weight * s.reshape(column), bias=bias * s + t,
+                   name=node.name)
 
 
 def simplify(graph: Graph) -> Graph:

@@ -38,7 +38,7 @@ def _nchw(func):
     def apply(node, args, out, g):
         x = args[0]
         g2, _ = F.as_nchw(g)
-        x2, lead = F.as_nchw(x)
+        x2, _ = F.as_nchw(x)
         result = func(node, x2, g2)
         return [result.reshape(x.shape)]
     return apply

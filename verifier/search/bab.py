@@ -29,7 +29,8 @@ from verifier.bounds.margin import refuted
 from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate, ops
 from verifier.ir.grad import grad_input
-from verifier.result import float32_inside, replay_counterexample
+from verifier.search.attack import Targets, pgd
+from verifier.verify import try_candidates
 
 
 @dataclass
@@ -96,33 +97,16 @@ def prove(ctx) -> Outcome:
                          f"({ctx.stats['strategy']}, {total_domains} sub-problems)")
 
 
-def _try_points(ctx, case_index, rows, x):
-    """Check points x (B, n) on the IR; replay those that look violating."""
-    graph = ctx.graph
-    y = evaluate(graph, x.reshape((len(x),) + graph.input_shape)).reshape(len(x), -1)
-    margin, _ = rows.worst_margin(y)
-    region = ctx.prop.cases[case_index].region
-    for k in np.argsort(margin)[:4]:
-        if margin[k] > 1e-4:
-            break
-        x32 = float32_inside(x[k], region.lower, region.upper)
-        if region.contains(x32):
-            cex = replay_counterexample(ctx.session, ctx.prop, x32, case_index)
-            if cex is not None:
-                return cex
-    return None
-
-
 def _input_split(ctx, case_index, case, batch_size=256):
     """Best-first input splitting: the open boxes with the lowest bound go first
     (they are the likeliest to hold a counterexample, and must be split anyway)."""
     graph = ctx.graph
     rows = CaseRows.of(case)
+    targets = Targets.from_polytopes(case.unsafe)
     stack_lower = case.region.lower[None].copy()
     stack_upper = case.region.upper[None].copy()
     stack_bound = np.array([-np.inf])
     domains = 0
-    shape = graph.input_shape
     while len(stack_lower):
         if ctx.out_of_time():
             return Outcome(False, f"time ran out with {len(stack_lower)} open sub-boxes "
@@ -145,17 +129,19 @@ def _input_split(ctx, case_index, case, batch_size=256):
             continue
         lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
         bound = _worst_open(rows, lower_bound[keep], open_poly)
+        # the box centres: counterexample candidates and where the split is scored
         centers = 0.5 * (lo + hi)
-        cex = _try_points(ctx, case_index, rows, centers)
+        values = evaluate(graph, centers.reshape((len(centers),) + graph.input_shape),
+                          all_values=True)
+        y = values[graph.output].reshape(len(centers), -1)
+        cex = try_candidates(ctx, case_index, centers, rows.worst_margin(y)[0], 4, 1e-4)
         if cex is None:
-            cex = _attack_boxes(ctx, case_index, case, lo[np.argsort(bound)[:16]],
-                                hi[np.argsort(bound)[:16]])
+            worst_boxes = np.argsort(bound)[:16]
+            cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes])
         if cex is not None:
             ctx.stats["found_by"] = "input splitting"
             return Outcome(False, "counterexample found during input splitting", cex), domains
         # smear score: |d worst-open-row / dx| * width at the box centre
-        values = evaluate(graph, centers.reshape((len(centers),) + shape), all_values=True)
-        y = values[graph.output].reshape(len(centers), -1)
         row_values = y @ rows.C.T - rows.d
         row_values[~open_poly[:, rows.owner]] = -np.inf
         worst = row_values.argmax(axis=1)
@@ -180,8 +166,9 @@ _RECOMPUTE = BoundOptions(recompute_intermediate=True)
 
 def _box_bounds(graph, lo, hi, rows):
     """Lower bounds (B, R) of the case's rows on boxes: forward symbolic bounds
-    first (cheap with few inputs); the boxes they leave open get CROWN's final
-    backward pass on top of the forward pre-activation bounds."""
+    first (cheap with few inputs); the boxes they leave open get CROWN, which
+    also recomputes the intermediate bounds and keeps the tighter of its own
+    and the forward ones."""
     from verifier.bounds.forward import output_lower
 
     forward = output_lower(graph, lo, hi, rows.C, rows.d)
@@ -199,19 +186,15 @@ def _box_bounds(graph, lo, hi, rows):
     return lower
 
 
-def _attack_boxes(ctx, case_index, case, lower, upper, steps=20):
+def _attack_boxes(ctx, case_index, targets, lower, upper, steps=20):
     """A short PGD inside the given sub-boxes, against every polytope of the case."""
-    from verifier.search.attack import Targets, pgd
-
-    targets = Targets.from_polytopes(case.unsafe)
-    count = len(case.unsafe)
+    count = len(targets.C)
     lo = np.repeat(lower, count, axis=0)
     hi = np.repeat(upper, count, axis=0)
     which = np.tile(np.arange(count), len(lower))
     x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
                        rng=ctx.rng)
-    rows = CaseRows.of(case)
-    return _try_points(ctx, case_index, rows, x[np.argsort(margin)[:8]])
+    return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
 
 
 # ---------------------------------------------------------------- ReLU splitting
@@ -295,10 +278,6 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
-        if len(still):
-            cex = _try_points(ctx, case_index, rows, _attack_points(result, region)[still])
-            if cex is not None:
-                return Outcome(False, "counterexample found during ReLU splitting", cex), explored
         bounds = _worst_open(rows, result.lower, open_poly)
         for j in still:
             domains.append(_Domain(
@@ -348,12 +327,6 @@ def _stack_intervals(tables):
     keys = tables[0].keys()
     return {k: Interval(np.vstack([t[k].lower for t in tables]),
                         np.vstack([t[k].upper for t in tables])) for k in keys}
-
-
-def _attack_points(result, region):
-    """Candidate inputs: box centres (one per batch element)."""
-    n = result.lower.shape[0]
-    return np.repeat(region.center[None], n, axis=0)
 
 
 def _branch(graph, dom, relus):
