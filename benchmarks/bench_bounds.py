@@ -30,10 +30,13 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+
 from verifier.bounds import DECISION_MARGIN, METHODS, BoundOptions  # noqa: E402
 from verifier.bounds.report import bound_property  # noqa: E402
 from verifier.frontend import load_model  # noqa: E402
 from verifier.spec import load_property  # noqa: E402
+from shared_data import shared_root  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,14 +116,17 @@ def mnist_count(shared: Path, options):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared" / "vnncomp",
-                        help="the vnncomp benchmark folder")
+    parser.add_argument("--shared", type=Path, default=shared_root() / "vnncomp",
+                        help="the vnncomp benchmark folder (default: $VERIFIER_SHARED/vnncomp "
+                             "or ../shared/vnncomp)")
     parser.add_argument("--skip-count", action="store_true",
                         help="only the per-network table")
     parser.add_argument("--alpha-iterations", type=int, default=BoundOptions().alpha_iterations)
     args = parser.parse_args(argv)
     if not args.shared.exists():
-        sys.exit(f"{args.shared} does not exist (the benchmark needs the shared VNN-COMP data)")
+        print(f"error: {args.shared} does not exist (the benchmark needs the shared VNN-COMP "
+              "data; set VERIFIER_SHARED or pass --shared)", file=sys.stderr)
+        sys.exit(2)
     options = BoundOptions(alpha_iterations=args.alpha_iterations)
     print(f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
           f"alpha iterations {options.alpha_iterations}\n")

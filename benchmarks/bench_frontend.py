@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "vnncomp"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from shared_data import require  # noqa: E402
 
 
 def median_time(func, repeats):
@@ -40,9 +43,11 @@ def main():
     from verifier.frontend import load_model
     print(f"import onnx + verifier.frontend: {(time.perf_counter() - start) * 1000:.0f} ms (once per process)")
 
-    paths = sorted(SHARED.glob("*/*/*.onnx"))
+    shared = require("vnncomp")
+    paths = sorted(shared.glob("*/*/*.onnx"))
     if not paths:
-        print(f"no networks under {SHARED}; nothing to time")
+        print(f"error: no networks under {shared}; nothing to time", file=sys.stderr)
+        sys.exit(2)
     per_benchmark = {}
     for path in paths:
         seconds = median_time(lambda: load_model(path), args.repeats)
