@@ -165,3 +165,22 @@ def test_shared_digits_reproduce_the_published_table():
         assert np.allclose(got, values, atol=0.01), (method, got)
     crown = robustness_report(model, dataset, (0.02,), clip=(0.0, 1.0), methods=("crown",))
     assert abs(crown.column("crown", 0.02).accuracy - 0.928) <= 0.01
+
+
+def test_gen_specs_indices_and_bad_out(tiny):
+    model, _, data, tmp = tiny
+    runner = CliRunner()
+    out = tmp / "some"
+    result = runner.invoke(main, ["gen-specs", model, data, "--eps", "0.1", "--indices", "1-3",
+                                  "--out", out])
+    assert result.exit_code == 0, result.output
+    assert [r.split(",")[1] for r in (out / "instances.csv").read_text().splitlines()] == \
+        ["vnnlib/linear_img1_eps0.1.vnnlib", "vnnlib/linear_img2_eps0.1.vnnlib"]
+    plain = tmp / "plain"
+    plain.write_text("x")
+    for bad, message in [(plain, "is a file"), (tmp / "a" / "b", "does not exist")]:
+        result = runner.invoke(main, ["gen-specs", model, data, "--eps", "0.1", "--out", bad])
+        assert result.exit_code == 2 and message in result.stderr
+    result = runner.invoke(main, ["gen-specs", model, data, "--eps", "0.1", "--indices", "9",
+                                  "--out", out])
+    assert result.exit_code == 2 and "index 9 does not exist" in result.stderr

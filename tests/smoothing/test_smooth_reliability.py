@@ -208,3 +208,13 @@ def test_abstaining_votes_in_the_statistics():
     assert label == 1 and n_a == 900 and lower == pa_lower_bound(900, 1000, 0.001)
     assert predict_from_counts([0, 10], 0.001, abstain=990)[0] is None
     assert predict_from_counts([0, 990], 0.001, abstain=10)[0] == 1
+
+
+def test_cli_prints_the_scale_warning(files):
+    model, _, tmp = files
+    path = tmp / "digits.csv"
+    path.write_text("".join(f"{k % 3}," + ",".join(str((k + i) % 17) for i in range(16)) + "\n"
+                            for k in range(3)))
+    result = _run("certify", model, path, "--sigma", 0.5, "--n", 100)
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.stderr and "did you mean --scale 1/16?" in result.stderr
