@@ -2,7 +2,7 @@
 
     python benchmarks/bench_report.py [--shared DIR] [--methods ibp,naive-ibp,crown,pgd]
                                       [--eps 0.01,0.02,0.05,0.1] [--limit N]
-                                      [--timeout-per-image 10] [--smoothing]
+                                      [--timeout-per-image 10] [--models a,b] [--smoothing]
 
 For each L-infinity model of ../shared/models (digits_mlp_ibp_eps0.1,
 digits_mlp_plain) on ../shared/datasets/digits_test.npz, over clip(x +- eps,
@@ -36,6 +36,8 @@ def main() -> int:
     parser.add_argument("--eps", default="0.01,0.02,0.05,0.1")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--timeout-per-image", type=float, default=10.0)
+    parser.add_argument("--models", default=",".join(LINF_MODELS),
+                        help="L-infinity models (names under models/), comma-separated")
     parser.add_argument("--smoothing", action="store_true")
     args = parser.parse_args()
 
@@ -51,7 +53,7 @@ def main() -> int:
     indices = list(range(len(dataset)))[:args.limit]
     eps = tuple(float(e) for e in args.eps.split(","))
     methods = tuple(args.methods.split(","))
-    for name in LINF_MODELS:
+    for name in filter(None, args.models.split(",")):
         model = shared / "models" / f"{name}.onnx"
         start = time.perf_counter()
         report = robustness_report(model, dataset, eps, clip=(0.0, 1.0), methods=methods,

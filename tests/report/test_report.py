@@ -184,3 +184,44 @@ def test_gen_specs_indices_and_bad_out(tiny):
     result = runner.invoke(main, ["gen-specs", model, data, "--eps", "0.1", "--indices", "9",
                                   "--out", out])
     assert result.exit_code == 2 and "index 9 does not exist" in result.stderr
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.text, self.tty = "", tty
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_live_on_a_terminal_and_plain_lines_otherwise():
+    from verifier.cli.report_cmd import StageProgress
+
+    tty, plain = _Stream(True), _Stream(False)
+    for stream in (tty, plain):
+        progress = StageProgress(stream)
+        progress("crown eps=0.1 certified", 7, 20)
+        for k in range(1, 21):
+            progress("complete eps=0.1 images done", k, 20)
+    assert tty.text.count("\r") == 21 and tty.text.endswith("complete eps=0.1 images done: "
+                                                            "20/20\033[K\n")
+    lines = plain.text.splitlines()
+    assert "\r" not in plain.text and lines[0] == "progress: crown eps=0.1 certified: 7/20"
+    assert len(lines) == 1 + 10 and lines[-1].endswith("images done: 20/20")
+
+
+def test_smoothing_only_report(tiny):
+    from verifier.report import SmoothingOptions, markdown
+
+    model, dataset, _, _ = tiny
+    report = robustness_report(model, dataset, (), methods=(),
+                               smoothing=SmoothingOptions(0.5, (0.0, 0.1), n=300))
+    text = markdown(report)
+    assert "| eps |" not in text and "| sigma | clean (r=0) | r=0.1 | abstain |" in text
+    assert len(report.smoothing.certificates) == 4

@@ -150,7 +150,8 @@ def markdown(report: Report) -> str:
     head = _header(report)
     if _converted(report):
         head.append(f"smoothed g, L2 r >= eps*sqrt({report.smoothing.input_size})")
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    if report.eps:
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in summary_rows(report):
         cells = [f"{row['eps']:g}", f"{row['clean']:.3f}"]
         for method in report.methods:
