@@ -186,21 +186,8 @@ def test_gen_specs_indices_and_bad_out(tiny):
     assert result.exit_code == 2 and "index 9 does not exist" in result.stderr
 
 
-class _Stream:
-    def __init__(self, tty):
-        self.text, self.tty = "", tty
-
-    def write(self, text):
-        self.text += text
-
-    def flush(self):
-        pass
-
-    def isatty(self):
-        return self.tty
-
-
 def test_progress_live_on_a_terminal_and_plain_lines_otherwise():
+    from tests.smoothing.test_smooth_cli import _Stream
     from verifier.cli.report_cmd import StageProgress
 
     tty, plain = _Stream(True), _Stream(False)
