@@ -90,6 +90,9 @@ def test_non_finite_radii_and_scale_are_usage_errors(files):
     model, data, _ = files
     assert _run("certify", model, data, "--sigma", 0.5, "--radii", "0.5,nan").exit_code == 2
     assert _run("certify", model, data, "--sigma", 0.5, "--scale", "inf").exit_code == 2
+    for command in ("certify", "predict"):
+        result = _run(command, model, data, "--sigma", 0.5, "--alpha", "nan")
+        assert result.exit_code == 2 and "finite" in result.output
 
 
 def _out_cases(tmp):

@@ -214,7 +214,7 @@ def _report_abstain_votes(results, per_input: int) -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Estimation samples (bound its probability), drawn separately.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True,
+              default=0.001, show_default=True, callback=_finite,
               help="Failure probability: each certificate holds with probability 1 - alpha.")
 @click.option("--radii", default="0.25,0.5,1.0", show_default=True, callback=_parse_radii,
               help="L2 radii (model input units) of the certified-accuracy columns.")
@@ -271,7 +271,7 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples for the prediction.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True,
+              default=0.001, show_default=True, callback=_finite,
               help="Abstain unless a binomial test separates the top two classes at this "
                    "level; a returned class is wrong with probability at most alpha.")
 @handle_errors
