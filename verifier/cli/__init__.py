@@ -48,6 +48,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "Run every instance of a VNN-COMP benchmark folder."),
     "smooth": ("verifier.cli.smooth_cmd", "smooth",
                "Randomized smoothing: certify and predict (Cohen et al. 2019)."),
+    "report": ("verifier.cli.report_cmd", "report",
+               "Certified accuracy of a model over a data set, per eps and method."),
+    "gen-specs": ("verifier.cli.report_cmd", "gen_specs",
+                  "Write VNN-LIB robustness properties (and instances.csv) from a data set."),
 }
 
 

@@ -1,8 +1,11 @@
 """``verifier smooth certify`` and ``verifier smooth predict`` (randomized smoothing)."""
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -56,9 +59,36 @@ def _parse_radii(ctx, param, value):
         radii = tuple(float(v) for v in value.split(",") if v.strip())
     except ValueError:
         raise click.BadParameter("expected comma-separated numbers, e.g. 0.25,0.5,1.0") from None
-    if any(r < 0 for r in radii):
-        raise click.BadParameter("radii must be non-negative")
+    if not all(math.isfinite(r) and r >= 0 for r in radii):
+        raise click.BadParameter("radii must be finite and non-negative")
     return radii
+
+
+def _finite(ctx, param, value):
+    """Reject NaN and infinities, which click's FloatRange lets through."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def check_writable(path) -> None:
+    """Raise InputFileError unless a file can be written at ``path`` (nothing is left behind)."""
+    from verifier.errors import InputFileError
+
+    target = Path(path)
+    if target.is_dir():
+        raise InputFileError(f"output path {target} is a directory, not a file")
+    parent = target.parent
+    if not parent.is_dir():
+        raise InputFileError(f"cannot write {target}: directory {parent} does not exist")
+    existed = target.exists()
+    try:
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise InputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
+    if not existed:
+        os.unlink(target)
 
 
 def _common_options(func):
@@ -67,7 +97,7 @@ def _common_options(func):
         click.argument("model", type=click.Path(dir_okay=False)),
         click.argument("data", type=click.Path()),
         click.option("--sigma", type=click.FloatRange(min=0, min_open=True), required=True,
-                     help=SIGMA_HELP),
+                     callback=_finite, help=SIGMA_HELP),
         click.option("--batch", type=click.IntRange(min=1), default=1024, show_default=True,
                      help="Noise samples per onnxruntime call."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -80,7 +110,7 @@ def _common_options(func):
         click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
                      help="Write the per-input TSV here (default: stdout, and the summary "
                           "goes to stderr)."),
-        click.option("--scale", type=float, default=None,
+        click.option("--scale", type=float, default=None, callback=_finite,
                      help="CSV only: multiply the values by this (default 1/255, for pixels "
                           "0..255 to [0,1]; 1 keeps them)."),
         click.option("--csv-layout", type=click.Choice(["hwc", "chw"]), default="hwc",
@@ -115,19 +145,27 @@ def smooth():
 
     DATA: an .npz with x (N x input shape) and y (N labels); a CSV of label then
     values (see --scale, --csv-layout); or a VNN-LIB robustness property (the
-    centre of its input box, the label it protects).
+    centre of its input box, the label it protects). Inputs must be finite;
+    a noise sample whose logits are NaN or infinite is an abstaining vote
+    (counted in n for no class; the number is reported).
     """
 
 
 def _setup(model, data, sigma, batch, seed, device, threads, scale, csv_layout, limit,
-           skip, bank_mb, no_reduce):
+           skip, bank_mb, no_reduce, outputs=()):
+    """Check the output paths, load the model and the data (in this order)."""
     from verifier.smoothing import SmoothedClassifier, load_dataset
 
+    for path in outputs:
+        if path is not None:
+            check_writable(path)
     classifier = SmoothedClassifier(model, sigma, device=device, threads=threads, batch=batch,
                                     seed=seed, reduce=not no_reduce,
                                     bank_bytes=None if bank_mb is None else bank_mb << 20)
     dataset = load_dataset(data, classifier.input_shape, num_classes=classifier.num_classes,
                            scale=scale, layout=csv_layout)
+    for message in dataset.warnings:
+        click.echo(f"warning: {message}", err=True)
     indices = list(range(0, len(dataset), skip))[:limit]
     return classifier, dataset, indices
 
@@ -160,6 +198,15 @@ def _describe(classifier, dataset, indices) -> None:
     click.echo(f"data: {dataset.source}, {len(indices)} of {len(dataset)} inputs", err=True)
 
 
+def _report_abstain_votes(results, per_input: int) -> None:
+    votes = sum(r.abstain_votes for r in results)
+    if votes:
+        hit = sum(r.abstain_votes > 0 for r in results)
+        click.echo(f"warning: {votes} of {per_input * len(results)} noise samples ({hit} "
+                   f"inputs) gave NaN or infinite logits; they were counted as abstaining "
+                   f"votes (for no class)", err=True)
+
+
 @smooth.command()
 @_common_options
 @click.option("--n0", type=click.IntRange(min=1), default=100, show_default=True,
@@ -167,13 +214,17 @@ def _describe(classifier, dataset, indices) -> None:
 @click.option("--n", "n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Estimation samples (bound its probability), drawn separately.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True,
+              default=0.001, show_default=True, callback=_finite,
               help="Failure probability: each certificate holds with probability 1 - alpha.")
 @click.option("--radii", default="0.25,0.5,1.0", show_default=True, callback=_parse_radii,
               help="L2 radii (model input units) of the certified-accuracy columns.")
+@click.option("--curve", type=click.Path(dir_okay=False), default=None,
+              help="Write the certified accuracy against L2 radius (radius,certified_accuracy,"
+                   "certified,inputs; radii 0, sigma/100, ... up to the largest certified "
+                   "radius) as CSV here. Default with --out: OUT's name with .curve.csv.")
 @handle_errors
 def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_layout, limit,
-            skip, bank_mb, no_reduce, n0, n, alpha, radii):
+            skip, bank_mb, no_reduce, n0, n, alpha, radii, curve):
     """CERTIFY each input of DATA: the smoothed class and a certified L2 radius.
 
     Writes a TSV (idx, label, predict, radius, correct, time; predict -1 =
@@ -182,14 +233,18 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
     clean accuracy of the smoothed classifier, abstain rate and certified
     accuracy at each radius. The largest radius n samples can certify is
     sigma * Phi^-1(alpha^(1/n)), e.g. 3.8 sigma at n = 100000, alpha = 0.001.
+    TSV radii are rounded down to 4 decimals; the tables use the exact values.
     """
-    from verifier.smoothing import (CERTIFY_HEADER, Summary, certify_row, format_table,
-                                    radius_ceiling, sample_size_warnings)
+    from verifier.smoothing import (CERTIFY_HEADER, Summary, certify_row, curve_rows,
+                                    format_table, radius_ceiling, sample_size_warnings)
 
+    if curve is None and out is not None:
+        curve = str(Path(out).with_suffix("")) + ".curve.csv"
+    classifier, dataset, indices = _setup(model, data, sigma, batch, seed, device, threads,
+                                          scale, csv_layout, limit, skip, bank_mb, no_reduce,
+                                          outputs=(out, curve))
     for message in sample_size_warnings(sigma, n, alpha, radii):
         click.echo(f"warning: {message}", err=True)
-    classifier, dataset, indices = _setup(model, data, sigma, batch, seed, device, threads,
-                                          scale, csv_layout, limit, skip, bank_mb, no_reduce)
     classifier.noise.reserve(n0 + n)
     _describe(classifier, dataset, indices)
 
@@ -198,6 +253,10 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
                                   label=int(dataset.y[idx]))
 
     results = _run(classifier, dataset, indices, CERTIFY_HEADER, one, certify_row, out)
+    _report_abstain_votes(results, n0 + n)
+    if curve is not None:
+        Path(curve).write_text("\n".join(curve_rows(results, sigma)) + "\n", encoding="utf-8")
+        click.echo(f"curve: {curve}", err=True)
     summary = Summary.of(results, radii)
     ceiling = radius_ceiling(sigma, n, alpha)
     title = (f"smoothed classifier: sigma={sigma:g} n0={n0} n={n} alpha={alpha:g} "
@@ -212,7 +271,7 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples for the prediction.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True,
+              default=0.001, show_default=True, callback=_finite,
               help="Abstain unless a binomial test separates the top two classes at this "
                    "level; a returned class is wrong with probability at most alpha.")
 @handle_errors
@@ -226,7 +285,8 @@ def predict(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
     from verifier.smoothing import PREDICT_HEADER, Summary, predict_row
 
     classifier, dataset, indices = _setup(model, data, sigma, batch, seed, device, threads,
-                                          scale, csv_layout, limit, skip, bank_mb, no_reduce)
+                                          scale, csv_layout, limit, skip, bank_mb, no_reduce,
+                                          outputs=(out,))
     classifier.noise.reserve(n)
     _describe(classifier, dataset, indices)
 
@@ -234,6 +294,7 @@ def predict(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
         return classifier.predict(dataset.x[idx], n, alpha, idx=idx, label=int(dataset.y[idx]))
 
     results = _run(classifier, dataset, indices, PREDICT_HEADER, one, predict_row, out)
+    _report_abstain_votes(results, n)
     summary = Summary.of(results, ())
     click.echo(f"smoothed prediction: sigma={sigma:g} n={n} alpha={alpha:g} seed={seed}: "
                f"accuracy {summary.clean_accuracy:.3f}, abstain {100 * summary.abstain_rate:.1f}% "

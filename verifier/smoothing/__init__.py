@@ -8,10 +8,12 @@ sampling. sigma and radii are in the model's input units.
     SmoothedClassifier(model, sigma, device=, threads=, batch=, seed=, bank_bytes=, reduce=)
         .certify(x, n0, n, alpha, idx=, label=) -> Certificate
         .predict(x, n, alpha, idx=, label=) -> Prediction
-        .counts(x, start, count, idx=) -> class counts
+        .counts(x, start, count, idx=) -> class counts (finite logits only)
+        .tally(x, start, count, idx=) -> class counts + abstaining votes (non-finite logits)
     certify_property(model, prop, sigma, n0, n, alpha, ...) -> Certificate
     load_dataset(path, input_shape, ...) -> Dataset(x, y)
-    Summary.of(results, radii), format_table(rows), certify_row / predict_row
+    Summary.of(results, radii), format_table(rows), certify_row / predict_row,
+    curve_rows(results, sigma) (certified accuracy against radius, CSV lines)
     stats: pa_lower_bound, certified_radius, radius_ceiling, min_samples_to_certify,
            certify_from_counts, predict_from_counts, sample_size_warnings
 """
@@ -26,8 +28,9 @@ from verifier.smoothing.stats import (certified_radius, certify_from_counts,
                                       min_samples_to_certify, pa_lower_bound,
                                       predict_from_counts, radius_ceiling,
                                       sample_size_warnings)
-from verifier.smoothing.summary import (CERTIFY_HEADER, DEFAULT_RADII, PREDICT_HEADER, Summary,
-                                        certify_row, format_table, predict_row)
+from verifier.smoothing.summary import (CERTIFY_HEADER, CURVE_HEADER, DEFAULT_RADII,
+                                        PREDICT_HEADER, Summary, certified_fraction,
+                                        certify_row, curve_rows, format_table, predict_row)
 
 
 def certify_property(model_path, prop, sigma: float, n0: int = DEFAULT_N0, n: int = DEFAULT_N,
@@ -54,8 +57,8 @@ def certify_property(model_path, prop, sigma: float, n0: int = DEFAULT_N0, n: in
 __all__ = [
     "Certificate", "Prediction", "SmoothedClassifier", "certify_property",
     "Dataset", "PropertyPoint", "load_dataset", "property_point",
-    "Summary", "format_table", "certify_row", "predict_row",
-    "CERTIFY_HEADER", "PREDICT_HEADER", "DEFAULT_RADII",
+    "Summary", "format_table", "certify_row", "predict_row", "curve_rows", "certified_fraction",
+    "CERTIFY_HEADER", "PREDICT_HEADER", "CURVE_HEADER", "DEFAULT_RADII",
     "DEFAULT_N0", "DEFAULT_N", "DEFAULT_ALPHA", "DEFAULT_BATCH",
     "pa_lower_bound", "certified_radius", "radius_ceiling", "min_samples_to_certify",
     "certify_from_counts", "predict_from_counts", "sample_size_warnings",

@@ -14,16 +14,22 @@ Exact speed-ups (neither changes what is certified):
 
 The centre is added to the noise inside onnxruntime (``with_center_input``)
 when the graph handles batches, so bank rows are fed without a numpy copy.
+
+A noise sample whose logits contain NaN or an infinity is an *abstaining
+vote*: it is counted apart (``Certificate.abstain_votes``), counts in n but
+for no class (see ``stats.py``), so it can only lower a certificate. A
+centre that is not finite is a :class:`DataError`.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from verifier.errors import MismatchError, ModelError
+from verifier.errors import DataError, MismatchError, ModelError
 from verifier.runtime import ModelLike, load_onnx, open_session
 from verifier.smoothing.graphs import (CENTER_INPUT, AffinePrefix, split_first_affine,
                                        with_center_input)
@@ -83,6 +89,8 @@ class Certificate(_Answer):
     label: int | None = None
     # For a VNN-LIB property: the L2 distance from the box centre to its corners.
     region_radius: float | None = None
+    # Noise samples (of n0 + n) whose logits were NaN or infinite: abstaining votes.
+    abstain_votes: int = 0
 
     @property
     def covers_region(self) -> bool | None:
@@ -108,6 +116,8 @@ class Prediction(_Answer):
     alpha: float
     seconds: float
     label: int | None = None
+    # Noise samples (of n) whose logits were NaN or infinite: abstaining votes.
+    abstain_votes: int = 0
 
 
 def _agree(got: np.ndarray, expect: np.ndarray, rtol: float) -> bool:
@@ -134,8 +144,8 @@ class SmoothedClassifier:
     def __init__(self, model: ModelLike, sigma: float, *, device: str = "auto",
                  threads: int | None = None, batch: int = DEFAULT_BATCH, seed: int = 0,
                  bank_bytes: int | None = None, reduce: bool = True):
-        if not sigma > 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a positive finite number, got {sigma}")
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
         self.sigma = float(sigma)
@@ -216,20 +226,38 @@ class SmoothedClassifier:
                 f"sampling {self.sampling_note}; centre added {added}; noise bank {bank} x {self.noise.dim} float32 "
                 f"({bank * self.noise.dim * 4 / 2**20:.0f} MiB, built in {self.noise.bank_seconds:.2f} s)")
 
-    def _center(self, x) -> np.ndarray:
+    def _center(self, x, idx: int = 0) -> np.ndarray:
         x = np.asarray(x)
         size = int(np.prod(self.input_shape))
         if x.size != size:
             raise MismatchError(f"the model takes inputs of shape {self.input_shape} "
                                 f"({size} values), got {x.size} values")
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = x.dtype.kind in "fiub" and bool(np.all(np.isfinite(x.astype(np.float32))))
+        if not finite:
+            raise DataError(f"input {idx} contains NaN or infinite values (in float32); "
+                            f"smoothing certifies only finite inputs")
         if self.reduction is not None:
             return self.reduction.center(x).astype(np.float32)[None, :]
         return np.asarray(x, np.float32).reshape(1, -1)
 
     def counts(self, x, start: int, count: int, idx: int = 0) -> np.ndarray:
-        """Class counts of f(x + eps) over noise positions [start, start + count)."""
-        center = self._center(x)
-        total = np.zeros(self.num_classes, np.int64)
+        """Class counts of f(x + eps) over noise positions [start, start + count).
+
+        Samples with non-finite logits vote for no class: the counts then sum
+        to less than ``count`` (see :meth:`tally`).
+        """
+        return self.tally(x, start, count, idx)[:-1]
+
+    def tally(self, x, start: int, count: int, idx: int = 0) -> np.ndarray:
+        """Counts over noise positions [start, start + count): num_classes + 1 entries.
+
+        Entry c < num_classes counts the samples f(x + eps) = c with finite
+        logits; the last entry counts the abstaining votes (any logit NaN or
+        infinite). The entries sum to ``count``.
+        """
+        center = self._center(x, idx)
+        total = np.zeros(self.num_classes + 1, np.int64)
         shape = self.run_shape
         extra = {CENTER_INPUT: center.reshape((1,) + shape)} if self.center_in_graph else None
         for noise in self.noise.batches(idx, start, start + count, self.batch):
@@ -239,7 +267,10 @@ class SmoothedClassifier:
             else:
                 noisy = np.add(noise, center, out=self._buffer[:k])
                 logits = self.session.run(noisy.reshape((k,) + shape))
-            total += np.bincount(logits.reshape(k, -1).argmax(axis=1), minlength=self.num_classes)
+            logits = logits.reshape(k, -1)
+            votes = logits.argmax(axis=1)
+            votes[~np.isfinite(logits).all(axis=1)] = self.num_classes
+            total += np.bincount(votes, minlength=self.num_classes + 1)
         return total
 
     def certify(self, x, n0: int = DEFAULT_N0, n: int = DEFAULT_N, alpha: float = DEFAULT_ALPHA,
@@ -248,12 +279,14 @@ class SmoothedClassifier:
         _check_sizes(alpha, n0=n0, n=n)
         self.noise.reserve(n0 + n)  # built once, outside the per-input time
         start = time.perf_counter()
-        selection = self.counts(x, 0, n0, idx)
-        estimation = self.counts(x, n0, n, idx)
-        prediction, n_a, lower, radius = certify_from_counts(selection, estimation,
-                                                             self.sigma, alpha)
+        selection = self.tally(x, 0, n0, idx)
+        estimation = self.tally(x, n0, n, idx)
+        prediction, n_a, lower, radius = certify_from_counts(
+            selection[:-1], estimation[:-1], self.sigma, alpha,
+            abstain=(int(selection[-1]), int(estimation[-1])))
         return Certificate(prediction, radius, lower, n_a, n0, n, self.sigma, alpha,
-                           time.perf_counter() - start, label)
+                           time.perf_counter() - start, label,
+                           abstain_votes=int(selection[-1] + estimation[-1]))
 
     def predict(self, x, n: int = 1000, alpha: float = DEFAULT_ALPHA, idx: int = 0,
                 label: int | None = None) -> Prediction:
@@ -261,10 +294,11 @@ class SmoothedClassifier:
         _check_sizes(alpha, n=n)
         self.noise.reserve(n)
         start = time.perf_counter()
-        counts = self.counts(x, 0, n, idx)
-        prediction, n_a, n_b, p_value = predict_from_counts(counts, alpha)
+        counts = self.tally(x, 0, n, idx)
+        prediction, n_a, n_b, p_value = predict_from_counts(counts[:-1], alpha,
+                                                            abstain=int(counts[-1]))
         return Prediction(prediction, n_a, n_b, n, p_value, self.sigma, alpha,
-                          time.perf_counter() - start, label)
+                          time.perf_counter() - start, label, abstain_votes=int(counts[-1]))
 
 
 def _check_sizes(alpha: float, **sizes: int) -> None:

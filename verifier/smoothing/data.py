@@ -12,6 +12,12 @@
   one-channel image or a model whose input is not 3-D the two agree.
 - ``.vnnlib`` / ``.vnnlib.gz``: a classification-robustness property; x is the
   centre of its input box and y the label the property protects.
+
+Every loader guarantees at least one input and finite float32 values (after
+``scale``); otherwise it raises :class:`DataError`. Inputs that look
+mis-scaled (integer pixels above 1, or values all within [0, 0.1] that were
+whole numbers before scaling) give a warning in ``Dataset.warnings`` that names
+the likely scale; the data are still used as given.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class Dataset:
     x: np.ndarray
     y: np.ndarray
     source: str
+    warnings: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.y)
@@ -48,13 +55,51 @@ class PropertyPoint:
     region_radius: float   # L2 distance from the centre to a corner of the box
 
 
+# Raw maxima of the common integer pixel encodings and the scale that maps each to [0, 1].
+PIXEL_MAXIMA = (1, 16, 255, 65535)
+
+
+def _likely_maximum(raw_max: float) -> int | None:
+    return next((m for m in PIXEL_MAXIMA if raw_max <= m), None)
+
+
+def scale_warnings(raw: np.ndarray, values: np.ndarray, where: str, scale: float | None) -> tuple[str, ...]:
+    """Warnings for inputs that look mis-scaled (empty when they look like [0, 1] data).
+
+    ``raw`` are the stored values, ``values`` the ones used (``raw * scale``
+    for CSV, ``scale`` None for .npz, which is used as stored).
+    """
+    if raw.size == 0:
+        return ()
+    lo, hi = float(values.min()), float(values.max())
+    raw_max = float(raw.max())
+    whole = bool(np.all(raw == np.round(raw)))
+    seen = f"inputs range {lo:.3g}..{hi:.3g}" + (" after scaling" if scale is not None else "")
+    likely = _likely_maximum(raw_max) if whole and raw.min() >= 0 else None
+    if hi > 1.0 and likely not in (None, 1):
+        fix = f"--scale 1/{likely}" if scale is not None else f"divide x by {likely}"
+        return (f"{where}: {seen} ({raw.dtype} whole numbers); smoothing uses them as the "
+                f"model's input units; if the model takes [0, 1] inputs, {fix}",)
+    if 0.0 < hi <= 0.1 and lo >= 0.0 and likely is not None and likely > 1 and scale is not None:
+        return (f"{where}: {seen}; did you mean --scale 1/{likely}? (the raw values are "
+                f"whole numbers up to {raw_max:g})",)
+    return ()
+
+
 def _fit_rows(x: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    if len(x) == 0:
+        raise DataError(f"{where}: the data set is empty (0 inputs)")
     size = int(np.prod(shape))
     per_row = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
     if per_row != size:
         raise DataError(f"{where}: each input has {per_row} values but the model takes "
                         f"{size} (shape {shape})")
-    return np.ascontiguousarray(x.reshape((len(x),) + tuple(shape)), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rows = np.ascontiguousarray(x.reshape((len(x),) + tuple(shape)), dtype=np.float32)
+    if not np.all(np.isfinite(rows)):
+        raise DataError(f"{where}: some values are NaN or infinite in float32 (the model's "
+                        f"input type)")
+    return rows
 
 
 def _labels(y, count: int, where: str, num_classes: int | None) -> np.ndarray:
@@ -91,7 +136,8 @@ def _load_npz(path: Path, shape, num_classes) -> Dataset:
         raise DataError(f"{where}: 'x' must be a numeric array, got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise DataError(f"{where}: 'x' contains NaN or infinite values")
-    return Dataset(_fit_rows(x, shape, where), _labels(y, len(x), where, num_classes), where)
+    return Dataset(_fit_rows(x, shape, where), _labels(y, len(x), where, num_classes), where,
+                   scale_warnings(x, x, where, None))
 
 
 def _load_csv(path: Path, shape, num_classes, scale: float, layout: str) -> Dataset:
@@ -116,7 +162,12 @@ def _load_csv(path: Path, shape, num_classes, scale: float, layout: str) -> Data
     table = np.asarray(rows)
     if not np.all(np.isfinite(table)):
         raise DataError(f"{where}: contains NaN or infinite values")
-    values = table[:, 1:] * scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = table[:, 1:] * scale
+        finite = bool(np.all(np.isfinite(values.astype(np.float32))))
+    if not finite:
+        raise DataError(f"{where}: the values times --scale {scale:g} are not all finite "
+                        f"float32 numbers; use a finite scale such as 1/255")
     size = int(np.prod(shape))
     if values.shape[1] != size:
         raise DataError(f"{where}: each row has {values.shape[1]} values after the label but "
@@ -125,7 +176,8 @@ def _load_csv(path: Path, shape, num_classes, scale: float, layout: str) -> Data
         channels, height, width = shape
         values = values.reshape(len(values), height, width, channels).transpose(0, 3, 1, 2)
     return Dataset(_fit_rows(values, shape, where), _labels(table[:, 0], len(table), where,
-                                                           num_classes), where)
+                                                           num_classes), where,
+                   scale_warnings(table[:, 1:], values, where, scale))
 
 
 def property_point(prop) -> PropertyPoint:

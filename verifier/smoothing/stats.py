@@ -13,6 +13,12 @@ PREDICT: the top two counts nA >= nB of n samples are compared by a two-sided
 binomial test at p = 1/2; the top class is returned when the p-value is at most
 alpha, else the smoothed classifier abstains. The probability of returning a
 class other than the smoothed classifier's is then at most alpha.
+
+Abstaining votes: a noise sample whose logits are NaN or infinite votes for no
+class. It is treated as one more outcome, "abstain", of the base classifier:
+it counts in n but never in nA, so pA_lower (and the radius) can only shrink,
+and when "abstain" is the most frequent outcome the smoothed classifier
+abstains. Both procedures stay valid for this extended base classifier.
 """
 from __future__ import annotations
 
@@ -63,14 +69,19 @@ def min_samples_to_certify(alpha: float) -> int:
 
 
 def certify_from_counts(selection: np.ndarray, estimation: np.ndarray, sigma: float,
-                        alpha: float) -> tuple[int | None, int, float, float]:
+                        alpha: float, abstain: tuple[int, int] = (0, 0)
+                        ) -> tuple[int | None, int, float, float]:
     """CERTIFY's decision from the two independent count vectors.
 
+    ``abstain`` holds the abstaining votes (non-finite logits) among the
+    selection and the estimation samples; they count in n, never in nA.
     Returns (class or None for abstain, nA, pA_lower, radius); the radius is 0
     when the smoothed classifier abstains.
     """
     top = int(np.argmax(selection))
-    n = int(np.sum(estimation))
+    if int(abstain[0]) >= int(selection[top]):  # "abstain" wins the selection (or no vote)
+        return None, 0, 0.0, 0.0
+    n = int(np.sum(estimation)) + int(abstain[1])
     n_a = int(estimation[top])
     lower = pa_lower_bound(n_a, n, alpha)
     radius = certified_radius(lower, sigma)
@@ -79,15 +90,21 @@ def certify_from_counts(selection: np.ndarray, estimation: np.ndarray, sigma: fl
     return top, n_a, lower, radius
 
 
-def predict_from_counts(counts: np.ndarray, alpha: float) -> tuple[int | None, int, int, float]:
-    """PREDICT's decision: (class or None for abstain, nA, nB, p-value)."""
-    counts = np.asarray(counts)
+def predict_from_counts(counts: np.ndarray, alpha: float,
+                        abstain: int = 0) -> tuple[int | None, int, int, float]:
+    """PREDICT's decision: (class or None for abstain, nA, nB, p-value).
+
+    ``abstain`` abstaining votes (non-finite logits) compete as one more
+    outcome; when they are the top outcome the smoothed classifier abstains.
+    """
+    classes = len(counts)
+    counts = np.append(np.asarray(counts, np.int64), int(abstain))
     order = np.argsort(counts, kind="stable")[::-1]
     top = int(order[0])
     n_a = int(counts[top])
     n_b = int(counts[order[1]]) if len(counts) > 1 else 0
     p_value = float(binomtest(n_a, n_a + n_b, 0.5).pvalue) if n_a + n_b else 1.0
-    if p_value > alpha:
+    if p_value > alpha or top == classes:
         return None, n_a, n_b, p_value
     return top, n_a, n_b, p_value
 
