@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -58,6 +59,8 @@ OUTPUT_RTOL = 1e-6
 PROPERTY_TOL = 1e-7
 #: seconds a process may outlive its timeout before it is killed
 DEFAULT_GRACE = 10.0
+#: bytes of a failed row's stderr and stdout kept in ``<results>_logs/``
+LOG_TAIL = 16384
 #: expected answers (ground truth) a benchmark can give
 EXPECTED_WORDS = (Verdict.SAT.value, Verdict.UNSAT.value, Verdict.UNKNOWN.value)
 
@@ -182,19 +185,35 @@ def read_expected(path) -> dict[tuple[str, str], str]:
 
 def select(instances: Sequence[Instance], patterns: Iterable[str] = (),
            limit: int | None = None) -> list[Instance]:
-    """Rows whose onnx or vnnlib path matches any pattern (a glob such as
-    ``*prop_2*``, or a plain substring), then the first ``limit`` of them."""
+    """Rows whose onnx or vnnlib path matches any pattern, then the first
+    ``limit`` of them. A pattern matches a path when it is a substring of
+    it, or a glob (``prop_2*``, ``*_unsat.vnnlib``) that matches the whole
+    relative path, the file name, or the file name without its suffixes
+    (the network or property name)."""
     patterns = [p for p in patterns if p]
 
+    def names(inst: Instance):
+        yield from (inst.onnx, inst.vnnlib, os.path.basename(inst.onnx),
+                    os.path.basename(inst.vnnlib), inst.network, inst.property_name)
+
     def matches(inst: Instance) -> bool:
-        for pattern in patterns:
-            for path in (inst.onnx, inst.vnnlib):
-                if pattern in path or fnmatch.fnmatch(path, pattern):
-                    return True
-        return False
+        return any(pattern in name or fnmatch.fnmatchcase(name, pattern)
+                   for pattern in patterns for name in names(inst))
 
     chosen = [inst for inst in instances if not patterns or matches(inst)]
     return chosen[:limit] if limit is not None else chosen
+
+
+def deduplicate(instances: Sequence[Instance]) -> tuple[list[Instance], int]:
+    """The instances with each (onnx, vnnlib) pair kept once (its first row),
+    and how many repeated rows were dropped."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for inst in instances:
+        if inst.key not in seen:
+            seen.add(inst.key)
+            unique.append(inst)
+    return unique, len(instances) - len(unique)
 
 
 # --------------------------------------------------------------------------
@@ -424,6 +443,7 @@ class Report:
     ran: int
     resumed: int
     wall_seconds: float
+    duplicates: int = 0  # repeated rows of the instance list, run once
 
     @property
     def wrong(self) -> list[Row]:
@@ -433,6 +453,7 @@ class Report:
         data = {"benchmark": self.benchmark, "results_file": str(self.results_path),
                 "counterexamples": str(counterexample_dir(self.results_path)),
                 "instances": len(self.rows), "ran": self.ran, "resumed": self.resumed,
+                "duplicates": self.duplicates,
                 "wall_seconds": round(self.wall_seconds, 3)}
         data.update(summarize(self.rows, self.scored))
         return data
@@ -455,6 +476,10 @@ def read_results(path) -> list[Row]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a results file of 'verifier run': byte {exc.start} "
+                        f"is not UTF-8 text; choose another --results file, or "
+                        f"--overwrite to replace it") from None
     except OSError as exc:
         raise InputFileError(f"cannot read results file {path}: {exc.strerror}") from None
     reader = csv.DictReader(io.StringIO(text))
@@ -479,23 +504,121 @@ def read_results(path) -> list[Row]:
     return rows
 
 
-class _ResultsWriter:
-    """Appends rows to the results CSV as they finish; rewrites it at the end."""
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+class ResultsFile:
+    """The results CSV of one run, held under a lock for the whole run.
+
+    - ``open()`` fails early (``InputFileError``) when the CSV's folder is
+      missing or not writable, and takes the lock file ``<csv>.lock`` next
+      to it: an exclusive ``flock`` (Linux, macOS) that names the holder's
+      PID. A second run on the same CSV stops with an error naming that PID;
+      a lock left by a dead run is not held by anyone and is taken over (the
+      kernel drops a ``flock`` when its process dies).
+    - ``append(row)`` adds a row as it finishes, flushed and fsynced.
+    - ``rewrite(rows)`` replaces the file atomically, in the given order,
+      and keeps every row already on disk that ``rows`` does not replace.
+    Files are created with the usual permissions (0666 less the umask).
+    """
 
     def __init__(self, path: Path, scored: bool):
-        self.path = path
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.columns = BASE_COLUMNS + (SCORE_COLUMNS if scored else ())
         self.scored = scored
+        self._lock_fd: int | None = None
 
-    def rewrite(self, rows: Sequence[Row]) -> None:
-        directory = self.path.parent
-        fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".csv", dir=directory)
+    def open(self) -> "ResultsFile":
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise InputFileError(f"the folder of the results file {self.path} does not exist "
+                                 f"(create it first, or choose another --results)")
+        if self.path.is_dir():
+            raise InputFileError(f"the results file {self.path} is a directory")
+        if not os.access(folder, os.W_OK | os.X_OK) or (
+                self.path.exists() and not os.access(self.path, os.W_OK)):
+            raise InputFileError(f"cannot write the results file {self.path}: permission "
+                                 f"denied (choose another --results)")
+        self._lock()
+        return self
+
+    def _lock(self) -> None:
         try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: no lock
+            return
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as exc:
+                raise InputFileError(f"cannot create the lock file {self.lock_path}: "
+                                     f"{exc.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                owner = os.read(fd, 200).decode("utf-8", "replace").split()
+                os.close(fd)
+                pid = owner[0] if owner else "unknown"
+                raise DataError(
+                    f"the results file {self.path} is in use by another 'verifier run' "
+                    f"(PID {pid}, lock file {self.lock_path}); wait for it to finish or "
+                    f"choose another --results") from None
+            try:  # the file we locked may have been removed by its last holder
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the lock and remove the lock file."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(self.lock_path)
+        except OSError:
+            pass
+        os.close(self._lock_fd)
+        self._lock_fd = None
+
+    def __enter__(self) -> "ResultsFile":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def has_rows(self) -> bool:
+        """Whether the file exists with anything past a header line."""
+        try:
+            with open(self.path, "rb") as handle:
+                return len([line for line in handle.read(1 << 16).splitlines()
+                            if line.strip()]) > 1
+        except FileNotFoundError:
+            return False
+
+    def rewrite(self, rows: Sequence[Row], keep_disk: bool = True) -> None:
+        keep = {row.key for row in rows}
+        on_disk = [row for row in (read_results(self.path) if keep_disk else [])
+                   if row.key not in keep]
+        fd, tmp = tempfile.mkstemp(prefix=".results-", suffix=".csv", dir=self.path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=self.columns)
                 writer.writeheader()
-                for row in rows:
+                for row in list(rows) + on_disk:
                     writer.writerow(row.csv_row(self.scored))
+                handle.flush()
+                os.fsync(handle.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             if os.path.exists(tmp):
@@ -506,6 +629,7 @@ class _ResultsWriter:
         with open(self.path, "a", newline="", encoding="utf-8") as handle:
             csv.DictWriter(handle, fieldnames=self.columns).writerow(row.csv_row(self.scored))
             handle.flush()
+            os.fsync(handle.fileno())
 
 
 # --------------------------------------------------------------------------
@@ -541,6 +665,37 @@ def _child_env() -> dict:
     parts = [package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     return env
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the kernel SIGKILL the child when the
+    thread that started it dies (``prctl(PR_SET_PDEATHSIG)``, Linux only), so
+    that a runner killed with SIGKILL leaves no orphan; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl: do not run
+            os._exit(1)
+
+    return preexec
+
+
+def start_process(argv: list, stdout, stderr) -> subprocess.Popen:
+    """Start one instance's process in its own session (so that its process
+    group can be killed) that dies with the thread that started it."""
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                            env=_child_env(), start_new_session=True,
+                            preexec_fn=_parent_death_signal())
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -605,6 +760,7 @@ class _Runner:
         self.benchmark_dir = benchmark_dir
         self.results_path = results_path
         self.cex_dir = counterexample_dir(results_path)
+        self.log_dir = results_path.with_name(results_path.stem + "_logs")
         self.expected = expected
         self.timeout_scale = timeout_scale
         self.grace = grace
@@ -647,9 +803,7 @@ class _Runner:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             started = time.monotonic()
             try:
-                process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=err, env=_child_env(),
-                                           start_new_session=True)
+                process = start_process(argv, out, err)
             except OSError as exc:
                 row = Row(inst.onnx, inst.vnnlib, Verdict.ERROR, 0.0,
                           f"cannot start {argv[0]}: {exc.strerror or exc}")
@@ -661,6 +815,30 @@ class _Runner:
         inst = job.instance
         seconds = time.monotonic() - job.started
         row = Row(inst.onnx, inst.vnnlib, Verdict.ERROR, seconds)
+        row = self._finish(job, killed, row)
+        if row.result is Verdict.ERROR or killed:
+            log = self.keep_log(inst, job)
+            if log:
+                row.reason = f"{row.reason} (output: {log})"
+        return row
+
+    def keep_log(self, inst: Instance, job: _Job) -> str:
+        """Copy the tails of a failed row's stdout and stderr into
+        ``<results>_logs/`` and give that file's path relative to the CSV."""
+        stderr = _read_text(job.stderr, tail=LOG_TAIL)
+        stdout = _read_text(job.stdout, tail=LOG_TAIL)
+        if not stderr.strip() and not stdout.strip():
+            return ""
+        self.log_dir.mkdir(exist_ok=True)
+        target = self.log_dir / (self.cex_names[inst.key][: -len(".counterexample")] + ".log")
+        target.write_text(f"# {inst.onnx} {inst.vnnlib}\n# stderr (last {LOG_TAIL} bytes)\n"
+                          f"{stderr}\n# stdout (last {LOG_TAIL} bytes)\n{stdout}",
+                          encoding="utf-8")
+        return os.path.relpath(target, self.results_path.parent)
+
+    def _finish(self, job: _Job, killed: bool, row: Row) -> Row:
+        inst = job.instance
+        seconds = row.seconds
         if killed:
             row.result = Verdict.TIMEOUT
             row.reason = (f"killed after {seconds:.1f} s (timeout {job.timeout:g} s "
@@ -705,7 +883,8 @@ class _Runner:
     def run(self, todo: list[tuple[int, Instance]], record: Callable[[int, Row], None]) -> None:
         pending = deque(todo)
         running: list[_Job] = []
-        workdir = Path(tempfile.mkdtemp(prefix=".verifier-run-", dir=self.results_path.parent))
+        workdir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-",
+                                        dir=self.results_path.parent))
         try:
             while pending or running:
                 while pending and len(running) < self.jobs:
@@ -713,8 +892,10 @@ class _Runner:
                     job = self.start(index, inst, workdir)
                     if isinstance(job, Row):
                         record(index, job)
-                    else:
-                        running.append(job)
+                        continue
+                    running.append(job)
+                    if self.progress is not None:
+                        self.progress.started(inst, job.timeout)
                 time.sleep(0.02)
                 for job in list(running):
                     alive = job.process.poll() is None
@@ -731,18 +912,80 @@ class _Runner:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+SCRATCH_PREFIX = ".verifier-run-"
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C, so that every
+    ``finally`` kills the running children and removes the scratch folder."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals():
+    """Within the block, SIGTERM and SIGHUP raise :class:`Stopped` (main
+    thread only; elsewhere the block runs unchanged)."""
+
+    def handler(signum, frame):
+        raise Stopped(signum)
+
+    previous = {}
+    try:
+        for name in ("SIGTERM", "SIGHUP"):
+            if hasattr(signal, name):
+                number = getattr(signal, name)
+                previous[number] = signal.signal(number, handler)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _remove_dead_scratch(folder: Path) -> None:
+    """Remove the scratch folders that runs killed with SIGKILL left in
+    ``folder`` (their name holds the PID of a process that is gone)."""
+    for path in folder.glob(SCRATCH_PREFIX + "*"):
+        pid = path.name[len(SCRATCH_PREFIX):].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
                   expected: dict | None = None, timeout_scale: float = 1.0,
                   grace: float = DEFAULT_GRACE, jobs: int = 1, resume: bool = False,
-                  command: CommandBuilder = verify_command, progress=None) -> Report:
+                  overwrite: bool = False, command: CommandBuilder = verify_command,
+                  progress=None) -> Report:
     """Run ``instances`` (paths relative to ``benchmark_dir``), one process
     each, ``jobs`` at a time; write ``results_path`` and its counterexample
     folder; score against ``expected`` (from :func:`read_expected`) if given.
 
-    ``progress``, if given, has ``start(total, rows)`` (the rows already done
-    by an earlier run), ``row(row)`` after each instance and ``tick()`` a few
-    times a second. ``command(model, property, timeout, result_file)`` gives
-    the argv of one instance (default: :func:`verify_command`).
+    An existing results file with rows is kept: ``resume`` skips the
+    instances it already holds, ``overwrite`` starts it afresh; with neither
+    the run stops with an error. Counterexample files are only ever written,
+    never deleted. A pair listed twice runs once (``Report.duplicates``).
+
+    ``progress``, if given, has ``start(total, rows, budgets, jobs)`` (the
+    rows already done by an earlier run, the timeouts of the rows to run),
+    ``started(instance, timeout)``, ``row(row)`` after each instance and
+    ``tick()`` a few times a second. ``command(model, property, timeout,
+    result_file)`` gives the argv of one instance (default:
+    :func:`verify_command`).
     """
     if timeout_scale <= 0:
         raise ValueError("timeout_scale must be positive")
@@ -752,61 +995,65 @@ def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
     if not benchmark_dir.is_dir():
         raise InputFileError(f"benchmark folder not found: {benchmark_dir}")
     results_path = Path(results_path).resolve()
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    runner = _Runner(benchmark_dir, results_path, expected, timeout_scale, grace, jobs,
-                     command, progress)
-    runner.name_files(instances)
+    instances, duplicates = deduplicate(instances)
     scored = expected is not None
-    writer = _ResultsWriter(results_path, scored)
-    wanted = {inst.key for inst in instances}
+    with ResultsFile(results_path, scored) as results:
+        if results.has_rows() and not (resume or overwrite):
+            raise DataError(f"the results file {results_path} already holds results; use "
+                            f"--resume to keep them and run the rest, or --overwrite to "
+                            f"start it afresh")
+        _remove_dead_scratch(results_path.parent)
+        runner = _Runner(benchmark_dir, results_path, expected, timeout_scale, grace, jobs,
+                         command, progress)
+        report = _run(runner, results, instances, resume)
+    report.duplicates = duplicates
+    return report
 
-    earlier = read_results(results_path) if resume else []
-    if not resume and runner.cex_dir.is_dir():  # a fresh run: no stale counterexamples
-        for stale in runner.cex_dir.glob("*.counterexample"):
-            stale.unlink()
+
+def _run(runner: _Runner, results: ResultsFile, instances: list[Instance],
+         resume: bool) -> Report:
+    """Resume, run what is left, record rows as they come, rewrite in order."""
+    runner.name_files(instances)
+    expected = runner.expected
+    wanted = {inst.key for inst in instances}
+    earlier = read_results(results.path) if resume else []
     done: dict[tuple[str, str], Row] = {}
     others: list[Row] = []  # rows of the file that this run does not select: kept
     for row in earlier:
+        row = apply_score(runner.recheck(row), expected)
         if row.key in wanted:
-            done[row.key] = apply_score(runner.recheck(row), expected)
+            done[row.key] = row
         else:
-            others.append(apply_score(runner.recheck(row), expected))
-    writer.rewrite(list(done.values()) + others)
+            others.append(row)
+    results.rewrite(list(done.values()) + others, keep_disk=resume)
 
-    slots: list[Row | None] = [done.get(inst.key) for inst in instances]
-    todo = [(i, inst) for i, inst in enumerate(instances) if slots[i] is None]
-    # a pair listed twice runs once: the later copy takes the first one's row
-    first_of: dict[tuple[str, str], int] = {}
-    unique = []
-    for i, inst in todo:
-        if inst.key in first_of:
-            continue
-        first_of[inst.key] = i
-        unique.append((i, inst))
-    if progress is not None:
-        progress.start(len(wanted), list(done.values()))
-
+    slots: dict[tuple[str, str], Row] = dict(done)
+    todo = [(i, inst) for i, inst in enumerate(instances) if inst.key not in done]
+    if runner.progress is not None:
+        runner.progress.start(len(instances), list(done.values()),
+                              [inst.timeout * runner.timeout_scale for _, inst in todo],
+                              runner.jobs)
     start = time.monotonic()
 
     def record(index: int, row: Row) -> None:
-        for i, inst in enumerate(instances):
-            if inst.key == row.key and slots[i] is None:
-                slots[i] = row
-        writer.append(row)
-        if progress is not None:
-            progress.row(row)
+        slots[row.key] = row
+        results.append(row)
+        if runner.progress is not None:
+            runner.progress.row(row)
 
-    runner.run(unique, record)
-    rows = [row for row in slots if row is not None]
-    writer.rewrite(rows + others)
-    return Report(benchmark_dir.resolve().name, results_path, rows, scored,
-                  ran=len(unique), resumed=sum(1 for row in rows if row.resumed),
+    runner.run(todo, record)
+    rows = [slots[inst.key] for inst in instances if inst.key in slots]
+    results.rewrite(rows + others)
+    return Report(runner.benchmark_dir.resolve().name, results.path, rows,
+                  expected is not None, ran=len(todo),
+                  resumed=sum(1 for row in rows if row.resumed),
                   wall_seconds=time.monotonic() - start)
 
 
 __all__ = [
     "Instance", "Row", "Check", "Report", "read_instances", "read_expected", "select",
     "read_results", "instance_key", "check_counterexample", "parse_counterexample",
-    "score_row", "summarize", "run_benchmark", "verify_command", "counterexample_dir",
+    "score_row", "summarize", "run_benchmark", "deduplicate", "ResultsFile", "start_process",
+    "Stopped", "stop_on_signals", "verify_command", "counterexample_dir",
     "SCORE_CORRECT", "SCORE_WRONG", "DEFAULT_GRACE", "OUTPUT_RTOL", "PROPERTY_TOL",
 ]

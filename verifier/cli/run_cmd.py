@@ -28,9 +28,15 @@ def _duration(seconds: float) -> str:
 class RunProgress:
     """Progress of a benchmark run on stderr.
 
-    On a terminal: one bar, redrawn in place (done/total, answers so far,
-    elapsed, ETA); wrong answers and errors are printed above it as they come.
-    Elsewhere (CI logs): one plain line per finished instance.
+    On a terminal: one bar, redrawn in place (done/total, answers so far, the
+    running instances, elapsed, a worst-case ETA); wrong answers and errors
+    are printed above it as they come. Elsewhere (CI logs): one plain line
+    when an instance starts and one when it finishes.
+
+    The ETA is the time the rows left can still take: the timeouts of the
+    rows not started plus what is left of the running rows' timeouts,
+    divided by the jobs. It is an upper bound (plus the kill grace), and does
+    not grow while an instance runs.
     """
 
     WIDTH = 24
@@ -40,11 +46,16 @@ class RunProgress:
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty
         self.counts = dict.fromkeys(ANSWERS, 0)
         self.total = self.done = self.ran = self.wrong = 0
+        self.jobs = 1
+        self.budget = 0.0  # seconds of timeout of the rows not started yet
+        self.running: dict[tuple[str, str], tuple[str, float, float]] = {}
         self.start_time = time.monotonic()
         self._last_draw = 0.0
 
-    def start(self, total: int, rows) -> None:
+    def start(self, total: int, rows, budgets=(), jobs: int = 1) -> None:
         self.total = total
+        self.jobs = max(1, jobs)
+        self.budget = float(sum(budgets))
         self.start_time = time.monotonic()
         for row in rows:
             self._count(row)
@@ -52,15 +63,29 @@ class RunProgress:
             self._line(f"resuming: {len(rows)} of {total} instances already in the results file")
         self._draw()
 
+    def started(self, instance, timeout: float) -> None:
+        """An instance started with this (scaled) timeout."""
+        self.budget = max(0.0, self.budget - timeout)
+        name = f"{instance.network} {instance.property_name}"
+        self.running[instance.key] = (name, time.monotonic(), timeout)
+        if not self.tty:
+            self._line(f"[start] {name} (timeout {timeout:g} s)")
+        self._draw()
+
     def _count(self, row) -> None:
         self.done += 1
         self.counts[row.result.value] += 1
         self.wrong += bool(row.wrong)
 
-    def _eta(self, elapsed: float) -> str:
-        if not self.ran:
-            return "?"
-        return _duration(elapsed / self.ran * (self.total - self.done))
+    def eta(self) -> float:
+        """Seconds the rows left can still take at most (see the class)."""
+        now = time.monotonic()
+        left = sum(max(0.0, timeout - (now - since))
+                   for _, since, timeout in self.running.values())
+        return (self.budget + left) / self.jobs
+
+    def _eta(self) -> str:
+        return _duration(self.eta()) if self.done < self.total else "0s"
 
     def _answers(self) -> str:
         text = "  ".join(f"{self.counts[word]} {word}" for word in ANSWERS
@@ -79,8 +104,10 @@ class RunProgress:
         elapsed = time.monotonic() - self.start_time
         filled = self.WIDTH * self.done // max(self.total, 1)
         bar = "#" * filled + "." * (self.WIDTH - filled)
+        names = ", ".join(name for name, _, _ in self.running.values())
         text = (f"[{bar}] {self.done}/{self.total}  {self._answers()}  "
-                f"{_duration(elapsed)} elapsed, ETA {self._eta(elapsed)}")
+                f"{_duration(elapsed)} elapsed, ETA <= {self._eta()}"
+                + (f"  running: {names}" if names else ""))
         width = shutil.get_terminal_size((100, 20)).columns - 1
         self.stream.write("\r" + text[:width] + "\033[K")
         self.stream.flush()
@@ -89,12 +116,13 @@ class RunProgress:
     def row(self, row) -> None:
         self.ran += 1
         self._count(row)
+        self.running.pop(row.key, None)
         elapsed = time.monotonic() - self.start_time
         status = f"WRONG: {row.wrong}" if row.wrong else (row.reason or "")
         text = (f"[{self.done}/{self.total}] {row.result.value:<7} {row.seconds:7.2f} s  "
                 f"{row.network} {row.property_name}  {status}".rstrip())
         if not self.tty:
-            self._line(f"{text}  ({_duration(elapsed)} elapsed, ETA {self._eta(elapsed)})")
+            self._line(f"{text}  ({_duration(elapsed)} elapsed, ETA <= {self._eta()})")
             return
         if row.wrong or row.result.value == "error":
             self._line(click.style(text, fg="red", bold=bool(row.wrong)))
@@ -103,6 +131,9 @@ class RunProgress:
     def tick(self) -> None:
         if self.tty and time.monotonic() - self._last_draw >= 0.5:
             self._draw()
+
+    def note(self, text: str) -> None:
+        self._line(text)
 
     def finish(self) -> None:
         if self.tty:
@@ -131,9 +162,12 @@ def _table(title: str, groups: dict, totals: dict) -> list[str]:
 
 def render_summary(summary: dict) -> str:
     """The human-readable summary: per network, per property file, overall."""
+    repeated = summary.get("duplicates", 0)
     lines = [f"benchmark {summary['benchmark']}: {summary['instances']} instances "
-             f"({summary['ran']} run now, {summary['resumed']} from an earlier run) "
-             f"in {_duration(summary['wall_seconds'])}", ""]
+             f"({summary['ran']} run now, {summary['resumed']} from an earlier run"
+             + (f"; {repeated} repeated row{'s' if repeated != 1 else ''} of the instance "
+                f"list run once" if repeated else "")
+             + f") in {_duration(summary['wall_seconds'])}", ""]
     totals = summary["totals"]
     lines += _table("network", summary["networks"], totals) + [""]
     lines += _table("property", summary["properties"], totals)
@@ -176,7 +210,10 @@ def _report_wrong(summary: dict) -> None:
 @click.option("--results", "results_file", type=click.Path(dir_okay=False),
               help="Results CSV; sat result files go to the folder RESULTS_counterexamples "
                    "next to it.  Default: ./<benchmark>_results.csv.")
-@click.option("--resume", is_flag=True, help="Skip the instances already in the results file.")
+@click.option("--resume", is_flag=True, help="Keep the rows already in the results file and "
+              "run the other instances.")
+@click.option("--overwrite", is_flag=True, help="Start an existing results file afresh "
+              "(without --resume or --overwrite, an existing results file is an error).")
 @click.option("--expected", "expected_file", type=click.Path(dir_okay=False),
               help="Ground truth (onnx,vnnlib,expected). Default: BENCHMARK_DIR/expected.csv "
                    "when it exists.")
@@ -189,7 +226,7 @@ def _report_wrong(summary: dict) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N (selected) rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resume,
+def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resume, overwrite,
         expected_file, no_expected, jobs, filters, limit, as_json):
     """Run every instance of a VNN-COMP benchmark folder, each in its own process.
 
@@ -201,12 +238,20 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
     onnxruntime within relative 1e-6 and violates the property (tolerance 1e-7).
     Scores as VNN-COMP since 2023: +10 correct, -150 wrong or invalid counterexample.
 
+    The results file is locked while a run writes it (RESULTS.lock holds
+    the PID); rows are appended as they finish. Failed rows keep their
+    output in RESULTS_logs/. SIGINT, SIGTERM and SIGHUP stop the run, kill
+    the running instances and keep the finished rows (go on with --resume).
+
     Exit codes: 0 no wrong answer, 1 at least one wrong answer (listed on
-    stderr), 2 bad input.
+    stderr), 2 bad input, 130 Ctrl-C, 128+N signal N (143 SIGTERM).
     """
     from verifier.errors import DataError, InputFileError
-    from verifier.runner import (DEFAULT_GRACE, read_expected, read_instances, run_benchmark,
-                                 select)
+    from verifier.runner import (DEFAULT_GRACE, Stopped, read_expected, read_instances,
+                                 run_benchmark, select, stop_on_signals)
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
 
     folder = Path(benchmark_dir)
     if not folder.is_dir():
@@ -226,15 +271,21 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
 
     progress = RunProgress()
     try:
-        report = run_benchmark(folder, chosen, results, expected=expected,
-                               timeout_scale=timeout_scale,
-                               grace=DEFAULT_GRACE if grace is None else grace,
-                               jobs=jobs, resume=resume, progress=progress)
-    except KeyboardInterrupt:
+        with stop_on_signals():
+            report = run_benchmark(folder, chosen, results, expected=expected,
+                                   timeout_scale=timeout_scale,
+                                   grace=DEFAULT_GRACE if grace is None else grace,
+                                   jobs=jobs, resume=resume, overwrite=overwrite,
+                                   progress=progress)
+    except KeyboardInterrupt as exc:
         progress.finish()
-        click.echo(f"interrupted: the finished rows are in {results}; "
+        what = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "interrupted"
+        click.echo(f"{what}: the finished rows are in {results}; "
                    f"run again with --resume to go on", err=True)
-        sys.exit(130)
+        sys.exit(128 + exc.signum if isinstance(exc, Stopped) else 130)
+    if report.duplicates:
+        progress.note(f"{report.duplicates} repeated row{'s' if report.duplicates != 1 else ''}"
+                      f" of the instance list ran once")
     progress.finish()
     summary = report.summary()
     if as_json:
