@@ -259,7 +259,9 @@ def test_cli_text_summary_and_usage_errors(finished_run, tmp_path):
     folder, results, _ = finished_run
     out = copy_results(results, tmp_path)
     result = CliRunner().invoke(main, ["run", str(folder), "--results", str(out), "--resume"])
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # the two error rows fail by default (--fail-on sat,error)
+    assert "2 rows fail (--fail-on error,sat):" in result.stderr
+    assert "FAIL  onnx/missing.onnx  vnnlib/linear_sat.vnnlib: error: " in result.stderr
     text = result.stdout
     assert "6 instances (0 run now, 6 from an earlier run)" in text
     assert "network" in text and "property" in text and "median s" in text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -11,9 +12,22 @@ import click
 
 from verifier.cli import EXIT_OK, handle_errors
 
-#: exit code when at least one answer is wrong (or a counterexample does not check)
+#: exit code when at least one row fails (a wrong answer, or an answer in --fail-on)
 EXIT_WRONG = 1
 ANSWERS = ("sat", "unsat", "unknown", "timeout", "error")
+FAILABLE = ("sat", "unknown", "timeout", "error")
+
+
+def _fail_on(ctx, param, value: str) -> frozenset:
+    """``--fail-on sat,error`` -> the answer words; ``none`` -> no word."""
+    words = {word.strip().lower() for word in value.split(",") if word.strip()}
+    if words == {"none"}:
+        return frozenset()
+    bad = sorted(words - set(FAILABLE))
+    if bad:
+        raise click.BadParameter(f"{', '.join(bad)} is not one of {', '.join(FAILABLE)} "
+                                 f"(or none)")
+    return frozenset(words)
 
 
 def _duration(seconds: float) -> str:
@@ -184,6 +198,19 @@ def render_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def _report_failed(report, fail_on) -> None:
+    """List the rows that fail only because of --fail-on (wrong ones are listed apart)."""
+    from verifier.runner import failure
+
+    failed = [(row, failure(row, fail_on)) for row in report.rows if not row.wrong]
+    failed = [(row, why) for row, why in failed if why]
+    if failed:
+        click.echo(f"\n{len(failed)} row{'s' if len(failed) != 1 else ''} fail "
+                   f"(--fail-on {','.join(sorted(fail_on))}):", err=True)
+    for row, why in failed:
+        click.echo(f"  FAIL  {row.onnx}  {row.vnnlib}: {why}", err=True)
+
+
 def _report_wrong(summary: dict) -> None:
     for note in summary["notes"]:
         click.echo(f"note: {note['onnx']} {note['vnnlib']}: {note['note']}", err=True)
@@ -224,10 +251,21 @@ def _report_wrong(summary: dict) -> None:
               help="Only rows whose onnx or vnnlib path matches PATTERN (glob or substring); "
                    "repeatable.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N (selected) rows.")
+@click.option("--cluster", metavar="ADDRESS",
+              help="Run each instance as a task on a Dask cluster: a scheduler address "
+                   "(tcp://host:8786) or local:N (an embedded cluster of N workers). "
+                   "Needs pip install \"verifier[dask]\". See docs/ci.md.")
+@click.option("--junit", "junit_file", type=click.Path(dir_okay=False),
+              help="Also write a JUnit XML report: one testcase per instance.")
+@click.option("--fail-on", "fail_on", default="sat,error", show_default=True,
+              callback=_fail_on, metavar="ANSWERS",
+              help="Answers that fail the run (JUnit failure, exit code 1) unless the "
+                   "ground truth expects them: any of sat,unknown,timeout,error, or none. "
+                   "Wrong answers always fail.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
 def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resume, overwrite,
-        expected_file, no_expected, jobs, filters, limit, as_json):
+        expected_file, no_expected, jobs, filters, limit, cluster, junit_file, fail_on, as_json):
     """Run every instance of a VNN-COMP benchmark folder, each in its own process.
 
     Writes a results CSV (onnx, vnnlib, result, seconds, reason, counterexample,
@@ -243,12 +281,14 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
     output in RESULTS_logs/. SIGINT, SIGTERM and SIGHUP stop the run, kill
     the running instances and keep the finished rows (go on with --resume).
 
-    Exit codes: 0 no wrong answer, 1 at least one wrong answer (listed on
-    stderr), 2 bad input, 130 Ctrl-C, 128+N signal N (143 SIGTERM).
+    Exit codes: 0 no row fails, 1 at least one row fails: a wrong answer,
+    or an answer named by --fail-on (default sat,error) that the ground truth
+    does not expect (listed on stderr); 2 bad input, 130 Ctrl-C, 128+N
+    signal N (143 SIGTERM).
     """
     from verifier.errors import DataError, InputFileError
-    from verifier.runner import (DEFAULT_GRACE, Stopped, read_expected, read_instances,
-                                 run_benchmark, select, stop_on_signals)
+    from verifier.runner import (DEFAULT_GRACE, Stopped, failure, read_expected,
+                                 read_instances, run_benchmark, select, stop_on_signals)
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -269,6 +309,13 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
     name = folder.resolve().name
     results = Path(results_file) if results_file else Path(f"{name}_results.csv")
 
+    backend = None
+    if cluster:
+        from verifier.runner.dask_backend import DaskBackend
+
+        backend = DaskBackend(cluster)
+    if junit_file:
+        _check_writable(Path(junit_file))
     progress = RunProgress()
     try:
         with stop_on_signals():
@@ -276,7 +323,7 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
                                    timeout_scale=timeout_scale,
                                    grace=DEFAULT_GRACE if grace is None else grace,
                                    jobs=jobs, resume=resume, overwrite=overwrite,
-                                   progress=progress)
+                                   progress=progress, backend=backend)
     except KeyboardInterrupt as exc:
         progress.finish()
         what = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) else "interrupted"
@@ -293,7 +340,25 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
     else:
         click.echo(render_summary(summary))
     _report_wrong(summary)
-    sys.exit(EXIT_WRONG if report.wrong else EXIT_OK)
+    _report_failed(report, fail_on)
+    if junit_file:
+        from verifier.runner.junit import write_junit
+
+        write_junit(junit_file, report, fail_on)
+        click.echo(f"JUnit report: {junit_file}", err=True)
+    failed = any(failure(row, fail_on) for row in report.rows)
+    sys.exit(EXIT_WRONG if failed else EXIT_OK)
+
+
+def _check_writable(path: Path) -> None:
+    """Stop before the run when the JUnit report could not be written."""
+    from verifier.errors import InputFileError
+
+    if path.is_dir() or not path.parent.is_dir():
+        raise InputFileError(f"cannot write the JUnit report {path}: its folder does not "
+                             f"exist or it is a directory")
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputFileError(f"cannot write the JUnit report {path}: permission denied")
 
 
 __all__ = ["run", "RunProgress", "render_summary", "EXIT_WRONG"]
