@@ -8,13 +8,16 @@ blow-up still costs one row; the answer, the output tails and the result
 file's text come back to this process, which scores, checks counterexamples
 and writes the results CSV as for the local backend.
 
-Files travel with the tasks: each model and property file is read here and
-scattered to the cluster once (by content), and a task writes its two files
-into a scratch folder on its worker. No shared filesystem is needed, so the
-same command works on a laptop, SLURM (``dask-jobqueue``) or Kubernetes;
-the price is that every file of the selected rows is held in the cluster's
-memory during the run (fine for VNN-COMP models, up to a few hundred MB).
-The workers need the verifier installed (``pip install "verifier[dask]"``).
+Files travel with the tasks: a task carries the bytes of its model and
+property file (read here, once per file) and writes them into a scratch
+folder on its worker. No shared filesystem is needed, so the same command
+works on a laptop, SLURM (``dask-jobqueue``) or Kubernetes, and a task can
+be re-run anywhere after its worker is lost (data scattered to a worker
+would be lost with it). The price is one copy per task: only the tasks in
+flight (one per worker thread) are submitted at a time, which bounds the
+memory, and a model of a few MB costs milliseconds; for models of hundreds
+of MB, run the scheduler close to the workers. The workers need the
+verifier installed (``pip install "verifier[dask]"``).
 
 A lost worker: Dask runs its task again on another worker, up to the
 scheduler's ``distributed.scheduler.allowed-failures`` losses (3 by default
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import CancelledError
 from dataclasses import replace
 from pathlib import Path
 
@@ -104,7 +108,7 @@ class DaskBackend:
         self.address = address
         self.distributed = _distributed()
         self.cluster = self.client = None
-        self.files: dict[Path, object] = {}
+        self.files: dict[Path, bytes | None] = {}
 
     def __enter__(self) -> "DaskBackend":
         try:
@@ -122,35 +126,32 @@ class DaskBackend:
     def capacity(self) -> int:
         return sum(self.client.nthreads().values())
 
-    def _scatter(self, path: Path):
+    def _bytes(self, path: Path) -> bytes | None:
         if path not in self.files:
             try:
-                data = path.read_bytes()
+                self.files[path] = path.read_bytes()
             except OSError:
                 self.files[path] = None
-            else:
-                self.files[path] = self.client.scatter(data, hash=True)
         return self.files[path]
 
     def submit(self, task: Task):
-        return self.client.submit(run_remote, task, self._scatter(task.model),
-                                  self._scatter(task.prop), pure=False,
+        return self.client.submit(run_remote, task, self._bytes(task.model),
+                                  self._bytes(task.prop), pure=False,
                                   key=f"verify-{task.index}-{os.urandom(4).hex()}")
 
     def wait(self, handles, timeout: float) -> list:
         try:
             self.distributed.wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
-        except TimeoutError:
+        except (TimeoutError, Exception, CancelledError):  # noqa: BLE001 - see outcome()
             pass
-        return [handle for handle in handles if handle.done()]
+        return [handle for handle in handles if handle.done() or handle.cancelled()]
 
     def outcome(self, handle) -> Outcome:
         try:
             return handle.result()
         except self.distributed.KilledWorker as exc:
-            return Outcome(failure=f"the Dask worker running it was lost ({exc}); "
-                                   f"not run again")
-        except Exception as exc:  # noqa: BLE001 - a failed task costs one row
+            return Outcome(failure=f"the Dask workers running it were lost ({exc})")
+        except (Exception, CancelledError) as exc:  # noqa: BLE001 - a failed task: one row
             return Outcome(failure=f"the Dask task failed: {exc!r}")
 
     def __exit__(self, *exc) -> None:
