@@ -37,6 +37,9 @@ def test_cluster_address_errors_and_the_hint_without_dask(tiny, tmp_path, monkey
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert 'pip install "verifier[dask]"' in result.stderr
     assert not (tmp_path / "r.csv").exists()
+    both = CliRunner().invoke(main, ["run", str(tiny), "--results", str(tmp_path / "r.csv"),
+                                     "--cluster", "local:2", "--jobs", "2"])
+    assert both.exit_code == 2 and "--jobs is for the local backend" in both.output
 
 
 distributed = pytest.importorskip("distributed")
@@ -70,9 +73,8 @@ def test_resume_across_backends(cluster, tiny, tmp_path):
     instances = read_instances(tiny / "instances.csv")
     expected = read_expected(tiny / "expected.csv")
     run_benchmark(tiny, instances[:1], out, expected=expected)  # local
-    with DaskBackend(cluster.scheduler_address) as backend:
-        report = run_benchmark(tiny, instances[:2], out, expected=expected, resume=True,
-                               backend=backend)
+    report = run_benchmark(tiny, instances[:2], out, expected=expected, resume=True,
+                           backend=DaskBackend(cluster.scheduler_address))
     assert (report.ran, report.resumed) == (1, 1)
     assert [r.result.value for r in report.rows] == ["sat", "unsat"]
     local = run_benchmark(tiny, instances[:2], out, expected=expected, resume=True)
@@ -116,9 +118,8 @@ def test_a_worker_killed_mid_run_reruns_its_row_once(cluster, tiny, tmp_path):
     thread.start()
     instances = read_instances(tiny / "instances.csv")[:2]
     start = time.monotonic()
-    with DaskBackend(cluster.scheduler_address) as backend:
-        report = run_benchmark(tiny, instances, tmp_path / "r.csv", backend=backend,
-                               command=command)
+    report = run_benchmark(tiny, instances, tmp_path / "r.csv", command=command,
+                           backend=DaskBackend(cluster.scheduler_address))
     thread.join(5)
     assert killed, "the slow row never started"
     assert time.monotonic() - start < 50

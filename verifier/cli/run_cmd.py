@@ -310,6 +310,10 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
     results = Path(results_file) if results_file else Path(f"{name}_results.csv")
 
     backend = None
+    source = click.get_current_context().get_parameter_source("jobs")
+    if cluster and source is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--jobs is for the local backend; with --cluster the "
+                               "cluster's worker threads set how many rows run at once")
     if cluster:
         from verifier.runner.dask_backend import DaskBackend
 

@@ -26,7 +26,8 @@ def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
                   overwrite: bool = False, command: CommandBuilder = verify_command,
                   progress=None, backend=None) -> Report:
     """Run ``instances`` (paths relative to ``benchmark_dir``), one process
-    each, on ``backend`` (default: a local pool of ``jobs`` processes); write
+    each, on ``backend`` (default: a local pool of ``jobs`` processes; this
+    call enters and leaves it, see :mod:`verifier.runner.backend`); write
     ``results_path`` and its counterexample folder; score against
     ``expected`` (from :func:`read_expected`) if given.
 
@@ -56,10 +57,10 @@ def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
                             f"start it afresh")
         if backend is None:
             backend = LocalBackend(jobs, results_path.parent)
-        run = _Run(benchmark_dir, results, instances, expected, progress)
-        tasks = run.resume(resume, timeout_scale, grace, command)
-        start = time.monotonic()
-        with backend:
+        with backend:  # a cluster that cannot be reached stops the run here
+            run = _Run(benchmark_dir, results, instances, expected, progress)
+            tasks = run.resume(resume, timeout_scale, grace, command)
+            start = time.monotonic()
             if progress is not None:
                 progress.start(len(instances), list(run.done.values()),
                                [task.timeout for task in tasks], backend.capacity())
