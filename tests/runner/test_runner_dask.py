@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -133,3 +134,22 @@ def test_a_worker_killed_mid_run_reruns_its_row_once(cluster, tiny, tmp_path):
         time.sleep(0.05)
     else:
         pytest.fail(f"the lost worker's child {child} is still running")
+
+
+def test_a_task_whose_workers_were_all_lost_becomes_an_error_row(tmp_path):
+    from verifier.runner import Instance
+    from verifier.runner.outcome import Recorder
+    from verifier.runner.process import Task
+
+    class Lost:
+        def result(self):
+            worker = SimpleNamespace(address="tcp://127.0.0.1:40000")
+            raise distributed.KilledWorker("verify-0-x", worker, 1)
+
+    outcome = DaskBackend("local:1").outcome(Lost())  # never entered: no cluster started
+    inst = Instance("onnx/a.onnx", "vnnlib/p.vnnlib", 5.0)
+    row = Recorder(tmp_path / "r.csv", [inst], lambda rel: tmp_path / rel).row(
+        Task(0, inst, tmp_path / "a.onnx", tmp_path / "p.vnnlib", 5.0), outcome)
+    assert row.result.value == "error"
+    assert row.reason == ("the Dask workers running it were lost (2 times, last on "
+                          "tcp://127.0.0.1:40000)")

@@ -190,6 +190,20 @@ def test_a_crashed_rows_output_is_kept_in_a_log(tiny, tmp_path):
     assert read_csv(tmp_path / "r.csv")[0]["reason"] == reason
 
 
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_unwind_like_ctrl_c(name):
+    from verifier.runner import Stopped, stop_on_signals
+
+    number = getattr(signal, name)
+    before = signal.getsignal(number)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        with stop_on_signals():
+            os.kill(os.getpid(), number)
+            time.sleep(5)
+    assert isinstance(caught.value, Stopped) and caught.value.signum == number
+    assert signal.getsignal(number) is before
+
+
 # --------------------------------------------------------------------------
 # Fault injection: SIGTERM and SIGKILL to a real `verifier run`, then --resume
 

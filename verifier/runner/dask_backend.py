@@ -150,7 +150,11 @@ class DaskBackend:
         try:
             return handle.result()
         except self.distributed.KilledWorker as exc:
-            return Outcome(failure=f"the Dask workers running it were lost ({exc})")
+            try:
+                where = f"{exc.allowed_failures + 1} times, last on {exc.last_worker.address}"
+            except (AttributeError, IndexError, TypeError):
+                where = str(exc)
+            return Outcome(failure=f"the Dask workers running it were lost ({where})")
         except (Exception, CancelledError) as exc:  # noqa: BLE001 - a failed task: one row
             return Outcome(failure=f"the Dask task failed: {exc!r}")
 
