@@ -125,7 +125,7 @@ def test_a_tampered_counterexample_is_a_wrong_answer_even_without_ground_truth(
 
 
 def test_resume_skips_rows_already_in_the_results_file(tiny, tmp_path):
-    out = tmp_path / "out" / "results.csv"
+    out = tmp_path / "results.csv"
     instances = read_instances(tiny / "instances.csv")
     expected = read_expected(tiny / "expected.csv")
     first = run_benchmark(tiny, instances[:2], out, expected=expected)
@@ -230,7 +230,8 @@ def test_crashes_and_bogus_answers_of_an_instance(tiny, tmp_path, body, result, 
 
 
 def test_a_command_that_cannot_start_is_an_error_row(tiny, tmp_path):
-    instances = [Instance("onnx/linear.onnx", "vnnlib/linear_sat.vnnlib", 5.0)] * 2
+    instances = [Instance("onnx/linear.onnx", "vnnlib/linear_sat.vnnlib", 5.0),
+                 Instance("onnx/linear.onnx", "vnnlib/linear_unsat.vnnlib", 5.0)]
     report = run_benchmark(tiny, instances, tmp_path / "r.csv",
                            command=lambda *args: [str(tmp_path / "no-such-program")])
     assert [row.result for row in report.rows] == [Verdict.ERROR] * 2
@@ -251,14 +252,16 @@ def test_cli_plain_progress_lines_and_json_summary(tiny, tmp_path):
     assert summary["counterexamples"].endswith("res_counterexamples")
     assert "[1/1] sat" in result.stderr and "relu relu_sat" in result.stderr
     assert "ETA" in result.stderr
-    assert not stale.exists()  # a fresh run clears counterexamples of earlier runs
+    assert stale.exists()  # counterexamples of other runs are never deleted
 
 
 def test_cli_text_summary_and_usage_errors(finished_run, tmp_path):
     folder, results, _ = finished_run
     out = copy_results(results, tmp_path)
     result = CliRunner().invoke(main, ["run", str(folder), "--results", str(out), "--resume"])
-    assert result.exit_code == 0
+    assert result.exit_code == 1  # the two error rows fail by default (--fail-on sat,error)
+    assert "2 rows fail (--fail-on error,sat):" in result.stderr
+    assert "FAIL  onnx/missing.onnx  vnnlib/linear_sat.vnnlib: error: " in result.stderr
     text = result.stdout
     assert "6 instances (0 run now, 6 from an earlier run)" in text
     assert "network" in text and "property" in text and "median s" in text
