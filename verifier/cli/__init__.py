@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
             "Run every instance of a VNN-COMP benchmark folder."),
     "smooth": ("verifier.cli.smooth_cmd", "smooth",
                "Randomized smoothing: certify and predict (Cohen et al. 2019)."),
+    "lipschitz": ("verifier.cli.lipschitz_cmd", "lipschitz", "Lipschitz bounds of the margins and certified radii (global, local)."),
 }
 
 
