@@ -14,9 +14,15 @@ centre ``A^T c`` and radius ``|A|^T r``; through a derivative interval
 ``[d_c - d_r, d_c + d_r]``, centre ``c d_c`` and radius
 ``|c| d_r + r |d_c| + r d_r`` (Shi et al., NeurIPS 2022, bound the Jacobian by
 propagation on its graph; this is its interval form). The last affine chain
-acts on exact rows, so it is folded in for free. The bound is the dual norm
-of ``|c| + r`` at the input, and it is never above the global bound (the
-smaller of the two is returned).
+acts on exact rows, so it is folded in for free.
+
+At the input the bound is the dual norm of ``|c| + r``. Intervals widen with
+depth, so every *cut* node ``v`` (one all paths go through) also gives a
+bound: ``grad m(z) = J_v(z)^T g(z)`` with ``g(z)`` in the interval at ``v``,
+so ``||grad m(z)||_* <= ||(|c| + r)||_* L(v)`` with ``L(v)`` the global
+Lipschitz bound of node ``v`` (both norms as in
+:func:`verifier.lipschitz.global_bound.row_bounds`). The least over the cuts
+is returned, and never above the global bound of the margin.
 """
 from __future__ import annotations
 
@@ -27,8 +33,7 @@ from verifier.errors import MismatchError, VerifierError
 from verifier.ir import ops
 from verifier.ir.graph import Graph
 from verifier.lipschitz.global_bound import (GlobalLipschitz, check_norm, check_rules,
-                                             global_lipschitz)
-from verifier.lipschitz.norms import dual_norms
+                                             global_lipschitz, row_bounds)
 from verifier.lipschitz.operators import CHAIN_OPS, linear_part, pull_back
 from verifier.lipschitz.pooling import scatter_windows, window_coefficients
 from verifier.lipschitz.slopes import SLACK, SLOPED, slope_interval
@@ -59,15 +64,23 @@ def _pool_backward(node, in_shape, center, radius, low, high):
     return scatter_windows(node, in_shape, c), scatter_windows(node, in_shape, r)
 
 
-def _backward(graph, rows, slopes):
-    """Centre and radius at the input of the Jacobian rows ``rows``
-    (``(R, K)`` on the output), ``slopes``: node -> (low, high), ``(R, n)``
-    for an activation, ``(R, C, Ho, Wo, kh, kw)`` for a MaxPool."""
+def _backward(graph, rows, slopes, cut_bound):
+    """The least ``cut_bound(k, centre, radius)`` over the cut nodes ``k`` of
+    the backward sweep of the Jacobian rows ``rows`` (``(R, K)`` on the
+    output): the nodes every path from the input to the output goes through
+    (the input included), with the interval of the rows' gradient there.
+    ``slopes``: node -> (low, high), ``(R, n)`` for an activation,
+    ``(R, C, Ho, Wo, kh, kw)`` for a MaxPool."""
     pending = {graph.output: (rows, np.zeros_like(rows))}
-    for k in range(graph.output, 0, -1):
+    best = np.full(len(rows), np.inf)
+    for k in range(graph.output, -1, -1):
         entry = pending.pop(k, None)
         if entry is None:
             continue
+        if not pending:  # all of the gradient flows through node k
+            best = np.minimum(best, cut_bound(k, *entry))
+        if k == 0:
+            break
         node = graph.nodes[k]
         center, radius = (a.reshape((len(rows),) + node.shape) for a in entry)
         in_shapes = [graph.nodes[j].shape for j in node.inputs]
@@ -87,7 +100,7 @@ def _backward(graph, rows, slopes):
             if j in pending:
                 c, r = pending[j][0] + c, pending[j][1] + r
             pending[j] = (c, r)
-    return pending.get(0, (np.zeros((len(rows), graph.input_size)),) * 2)
+    return np.where(np.isfinite(best), best, 0.0)  # no path to the input: constant
 
 
 def local_lipschitz(graph: Graph, x, labels, eps: float, norm: str = "l2", *,
@@ -134,8 +147,12 @@ def local_lipschitz(graph: Graph, x, labels, eps: float, norm: str = "l2", *,
             rows = np.ones((count, 1))
         else:
             rows = np.repeat(np.eye(k)[labels[part]], k, axis=0) - np.tile(np.eye(k), (count, 1))
-        center, radius = _backward(graph, rows, slopes)
-        bound = dual_norms(np.abs(center) + radius, norm) * (1.0 + SLACK)
+
+        def cut_bound(node_index, center, radius):
+            return row_bounds(norm, np.abs(center) + radius, global_bound.node_l2[node_index],
+                              global_bound.node_linf[node_index], graph.input_size)
+
+        bound = _backward(graph, rows, slopes, cut_bound) * (1.0 + SLACK)
         bounds[part] = bound.reshape(count, k)
     if k == 1:
         return np.minimum(bounds, global_bound.logit)
