@@ -123,7 +123,7 @@ def main() -> None:
         for method, accuracy, seconds in rows:
             cells = " | ".join(f"{a:.3f}" for a in accuracy)
             print(f"| {name.removesuffix('.onnx')} | {method} | {cells} | "
-                  f"{seconds:.1f} |", flush=True)
+                  f"{seconds:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

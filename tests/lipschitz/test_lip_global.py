@@ -117,3 +117,21 @@ def test_unknown_norm_is_an_error():
     graph = lowered(relu_mlp(np.random.default_rng(0)))
     with pytest.raises(VerifierError, match="unknown norm"):
         global_lipschitz(graph, "l1")
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_bounds_for_large_operators_hold_and_are_not_below_the_exact_ones(monkeypatch, norm):
+    """With nothing materialised (circulant, Schur and per-node bounds), the
+    global bound is still sound, and never below the exact-norm one."""
+    from verifier.lipschitz import norms
+
+    rng = np.random.default_rng(3)
+    graph = lowered(conv_net(rng))
+    exact = global_lipschitz(graph, norm)
+    monkeypatch.setattr(norms, "DENSE_LIMIT", 0)
+    large = global_lipschitz(graph, norm)
+    assert np.all(large.margin >= exact.margin * (1 - 1e-12))
+    x = rng.normal(size=(300, graph.input_size))
+    for j in range(1, graph.output_size):
+        gradients = margin_gradients(graph, x, 0, j)
+        assert np.all(dual_of(gradients, norm) <= large.margin[0, j] * (1 + TOLERANCE))
