@@ -83,6 +83,10 @@ def test_bad_radius_and_missing_rules_are_errors():
     x = rng.normal(size=(2, graph.input_size))
     with pytest.raises(VerifierError, match="radius"):
         local_lipschitz(graph, x, [0, 1], -1.0)
+    with pytest.raises(VerifierError, match="labels must be classes"):
+        certify(graph, x, [0, 3])
+    with pytest.raises(VerifierError, match="shape"):
+        certify(graph, x[:, :3], [0, 1])
     from tests.bounds.onnx_models import OnnxBuilder
 
     b = OnnxBuilder([1, 4], rng)

@@ -102,8 +102,11 @@ def lipschitz(model, data, norm, local, method, radii, as_json, out, limit, scal
                            else graph.input_shape, num_classes=classes, scale=scale,
                            layout=csv_layout)
     x, y = dataset.x[:limit], dataset.y[:limit]
-    results = certify(graph, x.reshape(len(x), -1), y, norm, local_eps=local, method=method,
-                      global_bound=bound)
+    if len(x) == 0:
+        from verifier.errors import DataError
+
+        raise DataError(f"{dataset.source}: no inputs to certify")
+    results = certify(graph, x, y, norm, local_eps=local, method=method, global_bound=bound)
     summary = Summary.of(results, radii)
     seconds = time.perf_counter() - start
     line = _summary_line(summary, norm, local, seconds)

@@ -23,11 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from verifier.bounds.margin import DECISION_MARGIN
-from verifier.errors import MismatchError
 from verifier.ir.evaluate import evaluate
 from verifier.ir.graph import Graph
 from verifier.lipschitz.global_bound import GlobalLipschitz, check_norm, global_lipschitz
-from verifier.lipschitz.local_bound import local_lipschitz
+from verifier.lipschitz.local_bound import batch_inputs, local_lipschitz
 
 HEADER = "idx\tlabel\tpredict\tmargin\tlipschitz\tradius\tcorrect"
 
@@ -95,11 +94,7 @@ def certify(graph: Graph, x, labels, norm: str = "l2", *, local_eps: float | Non
     """Certified radii (in ``norm``) of every input ``x[b]`` with label ``labels[b]``."""
     check_norm(norm)
     start = time.perf_counter()
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    labels = np.asarray(labels, dtype=np.int64)
-    if x.shape[1] != graph.input_size or labels.shape != (len(x),):
-        raise MismatchError(f"certify needs x of shape (B, {graph.input_size}) and B labels, "
-                            f"got {x.shape} and {labels.shape}")
+    x, labels = batch_inputs(graph, x, labels, "certify")
     if global_bound is None or global_bound.norm != norm:
         global_bound = global_lipschitz(graph, norm)
     margin, prediction = margins(graph, x, labels)

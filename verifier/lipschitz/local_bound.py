@@ -103,6 +103,21 @@ def _backward(graph, rows, slopes, cut_bound):
     return np.where(np.isfinite(best), best, 0.0)  # no path to the input: constant
 
 
+def batch_inputs(graph: Graph, x, labels, who: str):
+    """``x`` as ``(B, input_size)`` float64 and ``labels`` as ``(B,)`` int64, or a
+    MismatchError naming ``who``."""
+    x = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if x.ndim == 0 or x.size != len(x) * graph.input_size or labels.shape != (len(x),):
+        raise MismatchError(f"{who} needs x of shape (B, {graph.input_size}) and B labels, "
+                            f"got {x.shape} and {labels.shape}")
+    classes = max(2, graph.output_size)
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise MismatchError(f"{who}: labels must be classes of the model (0..{classes - 1}), "
+                            f"got {int(labels.min())}..{int(labels.max())}")
+    return x.reshape(len(x), graph.input_size), labels
+
+
 def local_lipschitz(graph: Graph, x, labels, eps: float, norm: str = "l2", *,
                     method: str = "crown", global_bound: GlobalLipschitz | None = None
                     ) -> np.ndarray:
@@ -117,12 +132,8 @@ def local_lipschitz(graph: Graph, x, labels, eps: float, norm: str = "l2", *,
     if not np.isfinite(eps) or eps < 0:
         raise VerifierError(f"the local radius must be finite and >= 0, got {eps}")
     check_rules(graph, _has_local_rule, "a local Lipschitz bound")
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-    labels = np.asarray(labels, dtype=np.int64)
+    x, labels = batch_inputs(graph, x, labels, "local_lipschitz")
     k = graph.output_size
-    if x.shape[1] != graph.input_size or labels.shape != (len(x),):
-        raise MismatchError(f"local_lipschitz needs x of shape (B, {graph.input_size}) and "
-                            f"B labels, got {x.shape} and {labels.shape}")
     if global_bound is None or global_bound.norm != norm:
         global_bound = global_lipschitz(graph, norm)
     result = compute_bounds(graph, input_set(x, eps, norm), method=method,
