@@ -93,3 +93,20 @@ def test_bad_radius_and_missing_rules_are_errors():
     signed = lowered(b.model(b.gemm(b.op("Sign", [b.gemm("x", 4, 4)]), 4, 3)))
     with pytest.raises(NoLipschitzRuleError, match="Sign"):
         local_lipschitz(signed, rng.normal(size=(1, 4)), [0], 0.1)
+
+
+def test_interval_product_is_exact():
+    from verifier.lipschitz.local_bound import _interval_product
+
+    rng = np.random.default_rng(11)
+    center, radius = rng.normal(size=500), np.abs(rng.normal(size=500))
+    low = rng.normal(size=500)
+    high = low + np.abs(rng.normal(size=500))
+    mid, half = _interval_product(center, radius, low, high)
+    t = rng.uniform(size=(200, 1))
+    u = rng.uniform(size=(200, 1))
+    products = (center - radius + 2 * radius * t) * (low + (high - low) * u)
+    assert np.all(products >= mid - half - 1e-12) and np.all(products <= mid + half + 1e-12)
+    corners = np.stack([(center + a * radius) * b for a in (-1, 1) for b in (low, high)])
+    assert np.allclose(mid - half, corners.min(axis=0)) and np.allclose(mid + half,
+                                                                        corners.max(axis=0))

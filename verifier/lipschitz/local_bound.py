@@ -10,9 +10,8 @@ pre-activation on ``S``; each activation derivative then lies in an interval
 (:func:`verifier.lipschitz.slopes.slope_interval`: a stable ReLU gives
 exactly 0 or 1, an unstable one [0, 1]). The gradient rows are propagated
 backward as intervals in midpoint-radius form: through an affine node,
-centre ``A^T c`` and radius ``|A|^T r``; through a derivative interval
-``[d_c - d_r, d_c + d_r]``, centre ``c d_c`` and radius
-``|c| d_r + r |d_c| + r d_r`` (Shi et al., NeurIPS 2022, bound the Jacobian by
+centre ``A^T c`` and radius ``|A|^T r``; through a derivative interval, the
+exact product of the two intervals (Shi et al., NeurIPS 2022, bound the Jacobian by
 propagation on its graph; this is its interval form). The last affine chain
 acts on exact rows, so it is folded in for free.
 
@@ -54,8 +53,12 @@ def input_set(x: np.ndarray, eps: float, norm: str):
 
 
 def _interval_product(center, radius, low, high):
-    mid, half = 0.5 * (low + high), 0.5 * (high - low)
-    return center * mid, np.abs(center) * half + radius * (np.abs(mid) + half)
+    """Centre and radius of the exact interval product ``[c - r, c + r] * [low, high]``."""
+    a, b = center - radius, center + radius
+    products = (a * low, a * high, b * low, b * high)
+    smallest = np.minimum.reduce(products)
+    largest = np.maximum.reduce(products)
+    return 0.5 * (smallest + largest), 0.5 * (largest - smallest)
 
 
 def _pool_backward(node, in_shape, center, radius, low, high):
