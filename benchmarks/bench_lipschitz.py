@@ -1,7 +1,7 @@
 """Certified L2 accuracy of the digits models: Lipschitz (global, local), CROWN, smoothing.
 
-    VERIFIER_SHARED=../shared python benchmarks/bench_lipschitz.py [--limit 500] [--n 2000] [--radii 0.1,0.25,0.5]
-                                         [--models digits_mlp_rs_sigma0.25.onnx,...]
+    VERIFIER_SHARED=../shared python benchmarks/bench_lipschitz.py [--limit 500] [--n 2000]
+        [--radii 0.1,0.25,0.5] [--models digits_mlp_rs_sigma0.25.onnx,...]
 
 For each model of ../shared/models and the images of
 ../shared/datasets/digits_test.npz, the fraction of images that are correct

@@ -28,11 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.errors import VerifierError
 from verifier.ir import ops
 from verifier.ir.graph import Graph
-from verifier.lipschitz.errors import NoLipschitzRuleError
-from verifier.lipschitz.norms import (dual_norms, l2_norm, linf_norm, max_pool_overlap)
+from verifier.lipschitz.errors import LipschitzError, NoLipschitzRuleError
+from verifier.lipschitz.norms import dual_norms, l2_norm, linf_norm, max_pool_overlap
 from verifier.lipschitz.operators import CHAIN_OPS, Chain, chain_ending_at
 from verifier.lipschitz.slopes import global_slope
 
@@ -41,7 +40,7 @@ NORMS = ("l2", "linf")
 
 def check_norm(norm: str) -> str:
     if norm not in NORMS:
-        raise VerifierError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
+        raise LipschitzError(f"unknown norm {norm!r}; use one of {', '.join(NORMS)}")
     return norm
 
 

@@ -28,9 +28,10 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.bounds import Box, L2Ball, compute_bounds
-from verifier.errors import MismatchError, VerifierError
+from verifier.errors import MismatchError
 from verifier.ir import ops
 from verifier.ir.graph import Graph
+from verifier.lipschitz.errors import LipschitzError
 from verifier.lipschitz.global_bound import (GlobalLipschitz, check_norm, check_rules,
                                              global_lipschitz, row_bounds)
 from verifier.lipschitz.operators import CHAIN_OPS, linear_part, pull_back
@@ -133,7 +134,7 @@ def local_lipschitz(graph: Graph, x, labels, eps: float, norm: str = "l2", *,
     check_norm(norm)
     eps = float(eps)
     if not np.isfinite(eps) or eps < 0:
-        raise VerifierError(f"the local radius must be finite and >= 0, got {eps}")
+        raise LipschitzError(f"the local radius must be finite and >= 0, got {eps}")
     check_rules(graph, _has_local_rule, "a local Lipschitz bound")
     x, labels = batch_inputs(graph, x, labels, "local_lipschitz")
     k = graph.output_size
