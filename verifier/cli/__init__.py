@@ -52,6 +52,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Certified accuracy of a model over a data set, per eps and method."),
     "gen-specs": ("verifier.cli.report_cmd", "gen_specs",
                   "Write VNN-LIB robustness properties (and instances.csv) from a data set."),
+    "lipschitz": ("verifier.cli.lipschitz_cmd", "lipschitz",
+                  "Lipschitz bounds of the margins and certified radii (global, local)."),
 }
 
 
