@@ -13,12 +13,13 @@ What the two may legitimately differ by, and the tolerances used:
 
 - onnxruntime running a float64 copy of the model (:func:`float64_model`;
   possible when onnxruntime has float64 kernels for every op) computes the
-  same real function with float64 rounding only. Its difference from the IR
-  is a few float64 ulps of the largest intermediate value, times the
-  summation lengths; :data:`FLOAT64_TOLERANCE` times the largest absolute
-  intermediate value of the point (at least 1) leaves a factor of ~10^6 for
-  reordered sums and cancellation, while a wrong lowering differs by a
-  visible fraction of the outputs.
+  same real function with float64 arithmetic, but not every float64 kernel
+  is correctly rounded: a Sigmoid -> broadcast MatMul graph (fuzz seed 152)
+  differs from exact float64 by 8.5e-9 relative once onnxruntime's graph
+  optimisations are off or the batch is symbolic. :data:`FLOAT64_TOLERANCE`
+  (1e-6) times the largest absolute intermediate value of the point (at
+  least 1) leaves two orders of magnitude for that, while a wrong lowering
+  differs by a visible fraction of the outputs.
 - Otherwise onnxruntime's float32 model is compared. float32 rounding of a
   sum of n terms is up to about n·eps32·sum|terms|, which even for wide
   layers stays below :data:`FLOAT32_TOLERANCE` (2^-10 ≈ 1e-3, ~8000 eps32)
@@ -44,7 +45,7 @@ from verifier.errors import ModelError
 from verifier.ir import evaluate, ops
 
 #: float64 onnxruntime vs the IR: at most this times max(1, max |intermediate|)
-FLOAT64_TOLERANCE = 1e-9
+FLOAT64_TOLERANCE = 1e-6
 #: float32 onnxruntime vs the IR (no float64 kernels): the same, relative
 FLOAT32_TOLERANCE = 2.0 ** -10
 
@@ -140,8 +141,9 @@ def region_points(prop, rng, corners: int = 4, samples: int = 8, max_cases: int 
     return np.stack(points), labels
 
 
-def _scales(graph, values) -> np.ndarray:
-    """max(1, largest absolute value of any node) per point."""
+def magnitudes(values) -> np.ndarray:
+    """max(1, largest absolute value of any node) per point; ``values``: every
+    node's batched value (:func:`verifier.ir.evaluate` with ``all_values``)."""
     scale = np.ones(len(values[0]))
     for v in values:
         scale = np.maximum(scale, np.abs(v.reshape(len(v), -1)).max(axis=1, initial=0.0))
@@ -187,7 +189,7 @@ def check_lowering(graph, proto, prop, *, where: str = "the model", session=None
         precision, relative = "float64", FLOAT64_TOLERANCE
     else:
         expected, precision, relative = ort32, "float32", FLOAT32_TOLERANCE
-    tolerance = relative * _scales(graph, values)
+    tolerance = relative * magnitudes(values)
     if expected.shape != ir.shape:
         raise LoweringMismatchError(
             f"the model's lowering disagrees with onnxruntime on {where}: the IR has "
@@ -207,11 +209,11 @@ def check_lowering(graph, proto, prop, *, where: str = "the model", session=None
             f"({relative:g} x the largest intermediate magnitude); the verifier would "
             f"answer about a different function, so it stops (a front-end bug: please "
             f"report it with the model)")
-    ratio = worst / tolerance
-    k = int(np.argmax(ratio)) if n else 0
+    k = int(np.argmax(worst / tolerance)) if n else 0
     return CrossCheck(n, float(worst.max(initial=0.0)), float(tolerance[k]) if n else 0.0,
                       precision)
 
 
 __all__ = ["CrossCheck", "FLOAT32_TOLERANCE", "FLOAT64_TOLERANCE", "LoweringMismatchError",
-           "check_lowering", "float64_model", "float64_session", "region_points"]
+           "check_lowering", "float64_model", "float64_session", "magnitudes",
+           "region_points"]

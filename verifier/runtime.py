@@ -342,12 +342,17 @@ def _first_run(session: ort.InferenceSession, input_info: TensorInfo, batched: b
         return
     shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in input_info.shape)
     x = np.zeros(((1,) if batched else ()) + shape, dtype=input_info.dtype)
-    options = ort.RunOptions()
-    options.log_severity_level = _LOG_FATAL_ONLY  # the error is raised, not logged
     try:
-        session.run(None, {input_info.name: x}, options)
+        session.run(None, {input_info.name: x}, _quiet())
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise ModelError(f"onnxruntime cannot run {where}: {_first_line(exc)}") from None
+
+
+def _quiet() -> ort.RunOptions:
+    """Run options of probe runs: their errors are raised or handled, not logged."""
+    options = ort.RunOptions()
+    options.log_severity_level = _LOG_FATAL_ONLY
+    return options
 
 
 def _first_line(exc: Exception) -> str:
@@ -419,7 +424,7 @@ def open_session(model: ModelLike, device: str = "auto", threads: int | None = N
             (3,) + tuple(input_info.shape)).astype(input_info.dtype)
         try:
             candidate = _inference_session(_rebatched(proto), providers, threads, where)
-            batched = candidate.run(None, {input_info.name: probe})
+            batched = candidate.run(None, {input_info.name: probe}, _quiet())
             rows = [session.run(None, {input_info.name: probe[i:i + 1]}) for i in range(3)]
             if _same_outputs(batched, rows):
                 session, mode = candidate, "rebatched"
