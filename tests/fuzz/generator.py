@@ -234,7 +234,7 @@ def _cancel(b, x, pool):
     r = b.rng
     b.patterns.add("float32-cancel")
     n, m = x.shape[-1], int(r.integers(1, 4))
-    a = r.normal(size=(n, m)) * 10.0 ** r.uniform(2, 4.5)
+    a = r.normal(size=(n, m)) * 10.0 ** r.uniform(2, 6)
     first = b.node("MatMul", [x, b.const(a)], x.shape[:-1] + (m,))
     shifted = b.node("Add", [first, b.const(r.normal(size=m))], first.shape)
     second = b.node("MatMul", [x, b.const(a)], first.shape)
