@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from verifier.crosscheck import float64_model, float64_session
+from verifier.crosscheck import float64_model, reference_session
 from verifier.frontend import read_model_proto
 from verifier.frontend.loader import lower_model
 from verifier.ir import evaluate
@@ -66,17 +66,18 @@ def self_check(graph: Graph, proto, samples: int = 8, seed: int = 0,
                session=None) -> tuple[float, str]:
     """Max relative error between the IR evaluator and onnxruntime on random inputs.
 
-    onnxruntime runs the model converted to float64 where it has float64
-    kernels for every op; otherwise the float32 model (``session`` when
+    onnxruntime runs the model converted to float64 (the ops it has no
+    float64 kernels for in float32, see
+    :func:`verifier.crosscheck.reference_session`); otherwise the float32 model (``session`` when
     given; float32 rounding then counts in the error).
     """
     from verifier.runtime import open_session
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(samples,) + graph.input_shape)
-    reference = float64_session(proto)
+    reference, float32_ops = reference_session(proto)
     if reference is not None:
-        precision = "float64"
+        precision = "float64" + (f" ({', '.join(float32_ops)} in float32)" if float32_ops else "")
     else:  # no float64 kernel for some op: use float32
         reference = session or open_session(proto, device="cpu")
         precision = "float32"

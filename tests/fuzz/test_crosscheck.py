@@ -62,7 +62,7 @@ def test_a_correct_lowering_passes_against_float64_onnxruntime():
 
 def test_without_float64_kernels_the_float32_model_is_compared(monkeypatch):
     proto = _net()
-    monkeypatch.setattr(crosscheck, "float64_session", lambda proto: None)
+    monkeypatch.setattr(crosscheck, "reference_session", lambda proto: (None, ()))
     result = check_lowering(lower_model(proto), proto, _prop())
     assert result.precision == "float32"
     assert 0 < result.tolerance < 0.02
@@ -77,7 +77,7 @@ def test_a_wrong_lowering_is_reported_at_a_point_of_the_region(neg_is_identity):
 
 def test_a_wrong_lowering_is_caught_on_the_float32_path_too(neg_is_identity, monkeypatch):
     proto = _net()
-    monkeypatch.setattr(crosscheck, "float64_session", lambda proto: None)
+    monkeypatch.setattr(crosscheck, "reference_session", lambda proto: (None, ()))
     with pytest.raises(LoweringMismatchError, match="onnxruntime float32"):
         check_lowering(lower_model(proto), proto, _prop())
 
@@ -102,6 +102,21 @@ def test_cli_answers_on_a_correct_lowering(files):
     model, prop = files
     assert CliRunner().invoke(main, ["verify", model, prop]).output.startswith("unsat")
     assert CliRunner().invoke(main, ["bounds", model, prop]).exit_code == 0
+
+
+def test_ops_without_float64_kernels_run_in_float32_inside_the_float64_reference():
+    """onnxruntime has no float64 Conv: the reference runs only the Conv in
+    float32 and is compared with the tighter mixed tolerance."""
+    weight = np.random.default_rng(1).normal(size=(2, 1, 3)).astype(np.float32)
+    proto = chain_model([("Conv", [weight], {}), ("Relu", [], {})], [1, 1, 5])
+    assert crosscheck.float64_session(proto) is None
+    reference, float32_ops = crosscheck.reference_session(proto)
+    assert float32_ops == ("Conv",) and reference is not None
+    region = InputRegion(np.zeros(5), np.ones(5))
+    prop = Property(5, 6, (Case(region, (OutputPolytope(np.eye(6)[:1], np.zeros(1)),)),))
+    result = check_lowering(lower_model(proto), proto, prop)
+    assert result.precision == "float64 (Conv in float32)"
+    assert result.max_difference <= result.tolerance < 1e-3
 
 
 def test_points_lie_in_the_region_and_are_described():
@@ -135,9 +150,9 @@ def test_points_at_a_sign_discontinuity_are_skipped():
     region = InputRegion(np.zeros(3), np.ones(3))
     prop = Property(3, 3, (Case(region, (OutputPolytope(np.eye(3)[:1], np.zeros(1)),)),))
     graph = lower_model(proto)
-    assert check_lowering(graph, proto, prop, reference=_RoundsUp()).points == 13
+    assert check_lowering(graph, proto, prop, reference=(_RoundsUp(), ())).points == 13
     with pytest.raises(LoweringMismatchError, match="corner 1 of the input region"):
-        check_lowering(graph, proto, prop, reference=_RoundsUp(error=1e-3))
+        check_lowering(graph, proto, prop, reference=(_RoundsUp(error=1e-3), ()))
 
 
 # -- models onnxruntime cannot run (audit B2.8) ------------------------------
