@@ -145,6 +145,7 @@ def verify(model, prop, options: Options | None = None) -> Result:
     Raises :class:`verifier.errors.VerifierError` on bad input; every other
     outcome is a :class:`Result`.
     """
+    from verifier.crosscheck import check_lowering
     from verifier.frontend import read_model_proto
     from verifier.frontend.loader import lower_model
     from verifier.runtime import open_session
@@ -157,7 +158,9 @@ def verify(model, prop, options: Options | None = None) -> Result:
     if not hasattr(prop, "cases"):
         prop = load_property(prop)
     prop.check_sizes(graph.input_size, graph.output_size, model=f"model {os.fspath(model)}")
-    session = open_session(proto, device="cpu")
+    session = open_session(proto, device="cpu", name=os.fspath(model))
+    # no answer about a different function: the IR must match onnxruntime
+    check_lowering(graph, proto, prop, where=os.fspath(model), session=session)
     ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed))
     ctx.stats["load_seconds"] = round(time.monotonic() - start, 4)
 

@@ -55,11 +55,15 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
 @handle_errors
 def bounds(model, property_path, method, as_json):
     from verifier.bounds.report import bound_property
-    from verifier.frontend import load_model
+    from verifier.crosscheck import check_lowering
+    from verifier.frontend import load_model, read_model_proto
     from verifier.spec import load_property
 
-    graph = load_model(model)
+    proto = read_model_proto(model)
+    graph = load_model(proto, name=model)
     prop = load_property(property_path)
+    prop.check_sizes(graph.input_size, graph.output_size, model=f"model {model}")
+    check_lowering(graph, proto, prop, where=model)  # bounds of the model, not of a wrong IR
     report = bound_property(graph, prop, method=method)
     if as_json:
         data = {"model": str(model), "property": str(property_path)}
