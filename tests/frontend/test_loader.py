@@ -10,24 +10,15 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.builders import IR_VERSION, chain_model, run_onnxruntime, save, single_node_model
+from tests.builders import (
+    IR_VERSION, chain_model, graph_model, run_onnxruntime, save, single_node_model,
+)
 from tests.conftest import require_shared
 from verifier.cli import main
 from verifier.errors import InputFileError, ModelError, UnsupportedModelError
 from verifier.frontend import load_model
 from verifier.ir import evaluate, ops
 from verifier.ir.evaluate import EVAL_RULES
-
-
-def _graph_model(nodes, inits, in_shape, out_name, opset=17):
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(np.asarray(v, dtype=np.float32), k)
-                     for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = IR_VERSION
-    return model
 
 
 def _assert_matches(model, shape, seed=0):
@@ -55,7 +46,7 @@ def test_residual_graph_with_shared_consumers():
         helper.make_node("Mul", ["r", "b"], ["side"]),       # r has two consumers
         helper.make_node("Sub", ["res_b", "side"], ["out"]),
     ]
-    graph = _assert_matches(_graph_model(nodes, inits, (1, 6), "out"), (1, 6))
+    graph = _assert_matches(graph_model(nodes, inits, (1, 6), "out"), (1, 6))
     assert graph.op_counts()["Add"] == 2
 
 
@@ -76,7 +67,7 @@ def test_erf_gelu_pattern_becomes_one_gelu(form):
         nodes = [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Div", ["x", "s2"], ["t"]),
                  helper.make_node("Erf", ["t"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"]),
                  helper.make_node("Mul", ["h", "a"], ["out"])]
-    graph = _assert_matches(_graph_model(nodes, inits, (1, 5), "out"), (1, 5))
+    graph = _assert_matches(graph_model(nodes, inits, (1, 5), "out"), (1, 5))
     assert dict(graph.op_counts()) == {"Input": 1, "Gelu": 1}
 
 
@@ -107,7 +98,7 @@ def test_unsupported_model_names_every_bad_node():
              helper.make_node("Mul", ["x", "x"], ["c"], name="square"),
              helper.make_node("Add", ["b", "c"], ["out"], name="sum")]
     with pytest.raises(UnsupportedModelError) as info:
-        load_model(_graph_model(nodes, {}, (1, 3), "out"))
+        load_model(graph_model(nodes, {}, (1, 3), "out"))
     names = [n.name for n in info.value.nodes]
     assert names == ["blk/erf", "square"]  # downstream nodes are not blamed
     message = str(info.value)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.frontend.convert_linear import _spatial_input, _spatial_output, pool_geometry
-from verifier.frontend.convert_shape import constant_input, normalize_axis, scale
+from verifier.frontend.axes import normalize_axis
+from verifier.frontend.convert_shape import constant_input, scale
 from verifier.frontend.registry import Unsupported, converter
 from verifier.ir import ops
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifier.frontend.axes import axes_argument, normalize_axes
 from verifier.frontend.convert_shape import (
     broadcast, constant_input, gather, positions, reshape, scale,
 )
@@ -241,6 +242,33 @@ def _conv(ctx, node, args, attrs):
     return [_spatial_output(ctx, y, rank, name)]
 
 
+def _transpose_padding(attrs, rank, in_hw, stride, full):
+    """(top, left, bottom, right) cropped from the full output, and the output size.
+
+    As onnxruntime computes them (checked against it in the tests): the target
+    size is ``output_shape`` or, for ``auto_pad`` SAME_*, ``input * stride``
+    but never more than the full output (the total padding is clamped at 0,
+    where the ONNX text would pad negatively); SAME_UPPER crops
+    ``total // 2`` at the start, SAME_LOWER and explicit ``output_shape``
+    crop the larger half at the start. A target larger than the full output
+    (``output_shape`` only) is filled with zeros at the end.
+    """
+    auto = attrs.get("auto_pad", "NOTSET")
+    if attrs.get("output_shape"):
+        target = [1] * (2 - rank) + [int(v) for v in attrs["output_shape"]][-rank:]
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = [min(f, i * s) for f, i, s in zip(full, in_hw, stride)]
+    else:
+        if auto == "VALID":
+            pads = (0, 0, 0, 0)
+        else:
+            pads = _pads_2d([int(p) for p in attrs.get("pads") or [0] * (2 * rank)], rank)
+        return pads, tuple(f - pads[i] - pads[i + 2] for i, f in enumerate(full))
+    total = [max(f - t, 0) for f, t in zip(full, target)]
+    begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+    return (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1]), tuple(target)
+
+
 @converter("ConvTranspose")
 def _conv_transpose(ctx, node, args, attrs):
     name = node.output[0]
@@ -252,27 +280,7 @@ def _conv_transpose(ctx, node, args, attrs):
     in_hw = x.shape[-2:]
     full = [s * (i - 1) + op + (k - 1) * d + 1
             for i, s, op, k, d in zip(in_hw, stride, out_pad, kernel, dilation)]
-    auto = attrs.get("auto_pad", "NOTSET")
-    if attrs.get("output_shape"):
-        target = [int(v) for v in attrs["output_shape"]][-rank:]
-        target = [1] * (2 - rank) + target
-        total = [f - t for f, t in zip(full, target)]
-        if auto == "SAME_UPPER":
-            begins = [t // 2 for t in total]
-        else:
-            begins = [t - t // 2 for t in total]
-        pads = (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1])
-    elif auto in ("SAME_UPPER", "SAME_LOWER"):
-        target = [i * s for i, s in zip(in_hw, stride)]
-        total = [f - t for f, t in zip(full, target)]
-        begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
-        pads = (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1])
-    else:
-        pads = (0, 0, 0, 0) if auto == "VALID" else None
-        if pads is None:
-            raw = attrs.get("pads") or [0] * (2 * rank)
-            pads = _pads_2d([int(p) for p in raw], rank)
-    out_hw = tuple(f - pads[i] - pads[i + 2] for i, f in enumerate(full))
+    pads, out_hw = _transpose_padding(attrs, rank, in_hw, stride, full)
     if x.shape[-3] != weight.shape[0]:
         raise Unsupported(f"ConvTranspose weight {list(weight.shape)} does not fit input "
                           f"channels {x.shape[-3]}")
@@ -345,16 +353,13 @@ def _global_average_pool(ctx, node, args, attrs):
 @converter("ReduceMean", "ReduceSum")
 def _reduce(ctx, node, args, attrs):
     x, name = args[0], node.output[0]
-    axes = attrs.get("axes")
-    if axes is None:
-        value = constant_input(args, 1, f"the axes of {node.op_type}")
-        axes = None if value is None else [int(a) for a in value.reshape(-1)]
+    axes = axes_argument(node, args, attrs)
     rank = len(x.shape)
     if not axes:
         if attrs.get("noop_with_empty_axes", 0):
             return [x]
         axes = list(range(rank))
-    axes = sorted(a % rank for a in axes)
+    axes = sorted(normalize_axes(axes, rank))
     keep = [i for i in range(rank) if i not in axes]
     # move reduced axes last, flatten them, and reduce with a Linear
     perm = keep + axes

@@ -140,7 +140,8 @@ def lower_model(model, where: str = "<model>") -> Graph:
     ctx = Lowering(opset)
     values[inputs[0].name] = ctx.emit(ops.Input, [], _static_shape(inputs[0], where),
                                       name=inputs[0].name)
-    onnx_nodes = fuse_patterns(list(graph.node), values)
+    onnx_nodes = fuse_patterns(list(graph.node), values,
+                               outputs={o.name for o in graph.output})
     problems: list[UnsupportedNode] = []
     poisoned: set[str] = set()
     for index, node in enumerate(onnx_nodes):
