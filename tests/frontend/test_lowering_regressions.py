@@ -323,3 +323,52 @@ def test_conv_transpose_1d_same_lower():
     model = single_node_model("ConvTranspose", (1, 2, 4), [X, w(2, 1, 1)],
                               {"auto_pad": "SAME_LOWER", "strides": [3]}, opset=13)
     assert_sound_lowering(model, (1, 2, 4))
+
+
+# ---------------------- 7. rejections that need not be: Dropout mask, batched MatMul,
+#                          global pooling over 3 spatial axes
+
+
+def test_dropout_with_an_unused_mask():
+    nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"]),
+             helper.make_node("Relu", ["d"], ["y"])]
+    assert_sound_lowering(graph_model(nodes, {}, (1, 5), "y", opset=13), (1, 5))
+
+
+def test_dropout_mask_used_as_a_constant():
+    nodes = [helper.make_node("Dropout", ["x"], ["d", "mask"]),
+             helper.make_node("Cast", ["mask"], ["m"], to=1),
+             helper.make_node("Mul", ["d", "m"], ["y"])]
+    assert_sound_lowering(graph_model(nodes, {}, (1, 5), "y", opset=13), (1, 5))
+
+
+def test_dropout_in_training_mode_is_rejected():
+    model = single_node_model("Dropout", (1, 5), [X, np.float32(0.5), np.array(True)],
+                              opset=13)
+    with pytest.raises(UnsupportedModelError, match="training mode"):
+        load_model(model)
+
+
+BATCHED_MATMUL = [
+    ((1, 2, 3, 4), [X, w(2, 4, 5)]),
+    ((1, 3, 4), [X, w(2, 4, 2)]),
+    ((3, 4), [X, w(2, 1, 4, 3)]),
+    ((4,), [X, w(3, 4, 2)]),
+    ((1, 2, 4, 3), [w(2, 5, 4), X]),
+    ((1, 4, 3), [w(4), X]),
+    ((4,), [w(3, 4), X]),
+    ((4,), [X, w(4)]),
+]
+
+
+@pytest.mark.parametrize("shape, inputs", BATCHED_MATMUL,
+                         ids=[str(i) for i in range(len(BATCHED_MATMUL))])
+def test_matmul_with_constants_of_any_rank(shape, inputs):
+    assert_sound_lowering(single_node_model("MatMul", shape, inputs, opset=13), shape)
+
+
+@pytest.mark.parametrize("op_type", ["GlobalMaxPool", "GlobalAveragePool"])
+def test_global_pooling_over_three_spatial_axes(op_type):
+    graph = assert_sound_lowering(single_node_model(op_type, (1, 2, 3, 2, 2), opset=13),
+                                  (1, 2, 3, 2, 2))
+    assert graph.output_shape == (1, 2, 1, 1, 1)

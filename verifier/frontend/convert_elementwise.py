@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.frontend.convert_linear import _spatial_input, _spatial_output, pool_geometry
 from verifier.frontend.axes import normalize_axis
-from verifier.frontend.convert_shape import constant_input, scale
+from verifier.frontend.convert_linear import (
+    _spatial_input, _spatial_output, flat_spatial, pool_geometry,
+)
+from verifier.frontend.convert_shape import constant_input, reshape, scale
 from verifier.frontend.registry import Unsupported, converter
 from verifier.ir import ops
 
@@ -107,11 +109,11 @@ def _max_pool(ctx, node, args, attrs):
 
 @converter("GlobalMaxPool")
 def _global_max_pool(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    x, rank = _spatial_input(ctx, x, name)
-    hw = x.shape[-2:]
-    y = ctx.emit(ops.MaxPool, [x], x.shape[:-2] + (1, 1), name + "/gmp", kernel=hw, stride=hw)
-    return [_spatial_output(ctx, y, rank, name)]
+    name = node.output[0]
+    x, out_shape = flat_spatial(ctx, args[0], name)
+    y = ctx.emit(ops.MaxPool, [x], x.shape[:2] + (1, 1), name + "/gmp", kernel=x.shape[-2:],
+                 stride=x.shape[-2:])
+    return [reshape(ctx, y, out_shape, name)]
 
 
 @converter("Softmax", since=13)

@@ -30,30 +30,64 @@ def linear(ctx, x, weight, bias, name):
 
 
 def matmul(ctx, a, b, name):
-    """a @ b with exactly one of a, b a Var and the other a constant."""
+    """a @ b (numpy/ONNX MatMul semantics) with exactly one of a, b a Var and
+    the other a constant; constants of rank > 2 are stacks of matrices."""
     if is_var(a) and is_var(b):
         raise Unsupported("the product of two tensors that both depend on the input "
                           "is not affine")
-    if is_var(a):
-        b = np.asarray(b, dtype=np.float64)
-        if b.ndim == 1:
-            x = a if len(a.shape) > 1 else reshape(ctx, a, (1,) + a.shape, name + "/row")
-            y = linear(ctx, x, b[None, :], None, name + "/vec")
-            return reshape(ctx, y, y.shape[:-1], name)
-        if b.ndim != 2:
-            raise Unsupported("MatMul with a constant of rank > 2 (batched weights)")
-        if len(a.shape) == 1:
-            y = linear(ctx, reshape(ctx, a, (1,) + a.shape, name + "/row"), b.T, None, name + "/mm")
-            return reshape(ctx, y, (b.shape[1],), name)
-        return linear(ctx, a, b.T, None, name)
-    # constant @ var: (C @ X) = (X^T @ C^T)^T on the last two axes
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 2 or len(b.shape) < 2:
-        raise Unsupported("MatMul of a constant by the input needs a 2-D constant "
-                          "and an input of rank >= 2")
-    xt = _transpose_last(ctx, b, name + "/T_in")
-    y = linear(ctx, xt, a, None, name + "/mm")
-    return _transpose_last(ctx, y, name)
+    if not is_var(a):
+        return _constant_matmul(ctx, np.asarray(a, dtype=np.float64), b, name)
+    b = np.asarray(b, dtype=np.float64)
+    if b.ndim == 0 or len(a.shape) == 0:
+        raise Unsupported("MatMul with a scalar operand")
+    row = len(a.shape) == 1  # a 1-D input is a row, whose axis is dropped again
+    x = reshape(ctx, a, (1,) + a.shape, name + "/row") if row else a
+    inner = name if b.ndim == 2 and not row else name + "/mm"
+    if b.ndim == 1:  # matrix @ vector: the last axis goes
+        y = linear(ctx, x, b[None, :], None, inner)
+        shape = y.shape[:-1]
+    else:
+        y = linear(ctx, x, b.T, None, inner) if b.ndim == 2 else \
+            _batched_matmul(ctx, x, b, inner)
+        shape = y.shape
+    if row:
+        shape = shape[:-2] + shape[-1:] if b.ndim > 1 else shape[:-1]
+    return reshape(ctx, y, shape, name)
+
+
+def _constant_matmul(ctx, c, x, name):
+    """Constant c @ Var x: (x^T @ c^T)^T on the last two axes; a 1-D x is a
+    column (c @ x = Linear with weight c), a 1-D c a row."""
+    if c.ndim == 0:
+        raise Unsupported("MatMul with a scalar operand")
+    if len(x.shape) == 1:
+        if c.ndim != 2:
+            raise Unsupported("MatMul of a stack of constant matrices by a 1-D input")
+        return linear(ctx, x, c, None, name)
+    row = c.ndim == 1
+    c = c[None, :] if row else c
+    y = matmul(ctx, _transpose_last(ctx, x, name + "/T_in"), np.swapaxes(c, -1, -2),
+               name + "/mm")
+    y = _transpose_last(ctx, y, name + "/T_out" if row else name)
+    return reshape(ctx, y, y.shape[:-2] + y.shape[-1:], name) if row else y
+
+
+def _batched_matmul(ctx, x, b, name):
+    """Var x (..., n, k) @ constant b (..., k, m) with a stack of weights
+    (rank > 2, broadcast as in numpy): one Linear per matrix of the stack on
+    the matching slice of x, stacked back with a Concat."""
+    batch = np.broadcast_shapes(x.shape[:-2], b.shape[:-2])
+    n, k, m = x.shape[-2], x.shape[-1], b.shape[-1]
+    if b.shape[-2] != k:
+        raise Unsupported(f"MatMul shapes {list(x.shape)} and {list(b.shape)} do not agree")
+    index = np.broadcast_to(positions(x.shape).reshape(
+        (1,) * (len(batch) + 2 - len(x.shape)) + x.shape), batch + (n, k)).reshape(-1, n, k)
+    weights = np.broadcast_to(b, batch + (k, m)).reshape(-1, k, m)
+    parts = [linear(ctx, gather(ctx, x, index[p][None], f"{name}/slice{p}"), weights[p].T,
+                    None, f"{name}/part{p}") for p in range(index.shape[0])]
+    y = parts[0] if len(parts) == 1 else ctx.emit(ops.Concat, parts, (len(parts), n, m),
+                                                  name + "/stack", axis=0)
+    return reshape(ctx, y, batch + (n, m), name)
 
 
 @converter("MatMul")
@@ -339,15 +373,25 @@ def _average_pool(ctx, node, args, attrs):
     return [_spatial_output(ctx, y, rank, name)]
 
 
+def flat_spatial(ctx, x, name):
+    """(N, C, *spatial) Var as (N, C, 1, S) for a global pooling over all S
+    spatial entries (any number of spatial axes), and the output shape."""
+    if len(x.shape) < 3:
+        raise Unsupported(f"global pooling needs an (N, C, ...) input, got {list(x.shape)}")
+    lead = x.shape[:2]
+    size = int(np.prod(x.shape[2:], dtype=np.int64))
+    return reshape(ctx, x, lead + (1, size), name + "/flat"), lead + (1,) * (len(x.shape) - 2)
+
+
 @converter("GlobalAveragePool")
 def _global_average_pool(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    x, rank = _spatial_input(ctx, x, name)
-    channels, hw = x.shape[-3], x.shape[-2:]
-    weight = np.full((channels, 1) + hw, 1.0 / (hw[0] * hw[1]))
-    y = ctx.emit(ops.Conv, [x], x.shape[:-3] + (channels, 1, 1), name + "/gap",
+    name = node.output[0]
+    x, out_shape = flat_spatial(ctx, args[0], name)
+    channels, size = x.shape[1], x.shape[-1]
+    weight = np.full((channels, 1, 1, size), 1.0 / size)
+    y = ctx.emit(ops.Conv, [x], x.shape[:2] + (1, 1), name + "/gap",
                  weight=weight, bias=None, groups=channels)
-    return [_spatial_output(ctx, y, rank, name)]
+    return [reshape(ctx, y, out_shape, name)]
 
 
 @converter("ReduceMean", "ReduceSum")

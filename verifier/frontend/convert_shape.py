@@ -66,16 +66,26 @@ def constant_input(args, i, what, node_name=""):
 # ---------------------------------------------------------------- no-ops
 
 
-@converter("Identity", "Dropout", "Cast", "CastLike")
+@converter("Identity", "Cast", "CastLike")
 def _identity(ctx, node, args, attrs):
     if node.op_type == "Cast":
         to = attrs.get("to")
         if to not in (1, 10, 11, 16):
             raise Unsupported(f"Cast of the model's data to a non-float type (to={to}) "
                               "is not supported")
-    if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
-        raise Unsupported("the mask output of Dropout is not supported")
     return [args[0]]
+
+
+@converter("Dropout")
+def _dropout(ctx, node, args, attrs):
+    """Inference-mode Dropout: the identity, and its optional mask output is
+    a constant of all true (as onnxruntime computes it)."""
+    training = constant_input(args, 2, "the training_mode of Dropout")
+    if training is not None and bool(training.reshape(-1)[0]):
+        raise Unsupported("Dropout in training mode is random; export the model in "
+                          "inference mode (model.eval())")
+    x = args[0]
+    return [x, np.ones(x.shape, dtype=bool)]
 
 
 @converter("Constant")
