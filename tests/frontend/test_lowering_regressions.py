@@ -372,3 +372,13 @@ def test_global_pooling_over_three_spatial_axes(op_type):
     graph = assert_sound_lowering(single_node_model(op_type, (1, 2, 3, 2, 2), opset=13),
                                   (1, 2, 3, 2, 2))
     assert graph.output_shape == (1, 2, 1, 1, 1)
+
+
+@pytest.mark.parametrize("c_shape", [(3, 1), (3, 3), (1, 3), (3,), (1,), ()])
+def test_gemm_c_broadcasts_along_rows_or_columns(c_shape):
+    """A (M, 1) C adds one value per row; with M == N it was taken for a
+    per-column bias."""
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0]),
+             helper.make_node("Gemm", ["t", "B", "C"], ["y"], beta=0.5)]
+    model = graph_model(nodes, {"B": w(2, 3), "C": w(*c_shape)}, (2, 3), "y")
+    assert_sound_lowering(model, (2, 3))

@@ -108,7 +108,10 @@ def _gemm(ctx, node, args, attrs):
     shift = None if c is None else beta * np.asarray(c, dtype=np.float64)
     if is_var(a) and not is_var(b):
         weight = alpha * np.asarray(b, dtype=np.float64).T
-        if shift is not None and shift.size in (1, weight.shape[0]):
+        # C is a Linear bias only when it varies along the columns alone;
+        # a (M, 1) C adds per row and goes through the broadcasting Scale
+        if shift is not None and all(s == 1 for s in shift.shape[:-1]) \
+                and shift.size in (1, weight.shape[0]):
             return [linear(ctx, a, weight, shift.reshape(-1), name)]
         y = linear(ctx, a, weight, None, name + "/mm")
     else:
