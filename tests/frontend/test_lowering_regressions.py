@@ -382,3 +382,35 @@ def test_gemm_c_broadcasts_along_rows_or_columns(c_shape):
              helper.make_node("Gemm", ["t", "B", "C"], ["y"], beta=0.5)]
     model = graph_model(nodes, {"B": w(2, 3), "C": w(*c_shape)}, (2, 3), "y")
     assert_sound_lowering(model, (2, 3))
+
+
+# ------------- pooling geometry as onnxruntime computes it (SAME_*, dilation, ceil)
+
+
+POOLS = [
+    ("MaxPool", (1, 1, 5, 5), {"auto_pad": "SAME_LOWER", "ceil_mode": 1, "dilations": [2, 2],
+                               "kernel_shape": [2, 2], "strides": [1, 1]}),
+    ("MaxPool", (1, 2, 3, 4), {"auto_pad": "SAME_UPPER", "dilations": [2, 1],
+                               "kernel_shape": [3, 1], "strides": [2, 2], "ceil_mode": 1}),
+    ("MaxPool", (1, 1, 6), {"auto_pad": "SAME_LOWER", "dilations": [2], "kernel_shape": [2],
+                            "strides": [1]}),
+    ("MaxPool", (1, 1, 3), {"dilations": [3], "kernel_shape": [2], "strides": [2]}),
+    ("AveragePool", (1, 2, 4, 5), {"auto_pad": "SAME_UPPER", "ceil_mode": 1,
+                                   "count_include_pad": 1, "kernel_shape": [2, 3],
+                                   "strides": [1, 2]}),
+    ("AveragePool", (1, 1, 5), {"auto_pad": "SAME_LOWER", "kernel_shape": [3], "strides": [2],
+                                "count_include_pad": 1}),
+]
+
+
+@pytest.mark.parametrize("op_type, shape, attrs", POOLS, ids=[str(i) for i in range(len(POOLS))])
+def test_pooling_geometry_matches_onnxruntime(op_type, shape, attrs):
+    assert_sound_lowering(single_node_model(op_type, shape, [X], attrs, opset=19), shape)
+
+
+def test_pooling_with_negative_average_padding_is_rejected():
+    model = single_node_model("AveragePool", (1, 1, 5), [X],
+                              {"auto_pad": "SAME_UPPER", "kernel_shape": [1], "strides": [3]},
+                              opset=19)
+    with pytest.raises(UnsupportedModelError, match="does not fit"):
+        load_model(model)

@@ -101,7 +101,8 @@ def _max_pool(ctx, node, args, attrs):
         raise Unsupported("the Indices output of MaxPool is not supported")
     x, name = args[0], node.output[0]
     x, rank = _spatial_input(ctx, x, name)
-    kernel, stride, padding, dilation, out_hw, _ = pool_geometry(attrs, x, rank)
+    kernel, stride, padding, dilation, out_hw, _ = pool_geometry(attrs, x, rank,
+                                                                 negative_end=True)
     y = ctx.emit(ops.MaxPool, [x], x.shape[:-1 - 1] + out_hw, name + "/pool", kernel=kernel,
                  stride=stride, padding=padding, dilation=dilation)
     return [_spatial_output(ctx, y, rank, name)]

@@ -329,27 +329,72 @@ def _conv_transpose(ctx, node, args, attrs):
 # ---------------------------------------------------------------- average pooling
 
 
-def pool_geometry(attrs, x, rank):
-    """kernel, stride, padding (with ceil-mode extra), dilation and output size."""
+def _trunc_div(a: int, b: int) -> int:
+    """Integer division rounding toward zero (C++'s, which onnxruntime uses)."""
+    return a // b if a >= 0 else -(-a // b)
+
+
+def _pool_pads(attrs, rank, in_hw, kernel, stride, dilation):
+    """Declared (top, left, bottom, right) of a pooling op, as onnxruntime
+    computes them: for ``auto_pad`` SAME_* from the *undilated* kernel,
+    ``(ceil(n / s) - 1) * s + k - n`` in total, the odd one at the end
+    (SAME_UPPER) or the start (SAME_LOWER)."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
+    begins, ends = [], []
+    for size, k, s in zip(in_hw, kernel, stride):
+        total = (-(-size // s) - 1) * s + k - size
+        begin = _trunc_div(total + 1 if auto == "SAME_LOWER" else total, 2)
+        begins.append(begin)
+        ends.append(total - begin)
+    return tuple(begins) + tuple(ends)
+
+
+def pool_geometry(attrs, x, rank, negative_end=False):
+    """kernel, stride, padding (with the end padding the last windows reach),
+    dilation, output size and the declared pads (for count_include_pad).
+
+    The output size is onnxruntime's: ``(n + pads - span) / s + 1`` with the
+    division rounded toward zero (so a dilated window longer than the padded
+    input still gives one output) or, with ``ceil_mode``, up, less one when
+    the last window would start past the input and the begin padding.
+    Windows that reach past the declared end padding read padding. SAME_*
+    with a kernel shorter than the stride can ask for negative padding:
+    onnxruntime's MaxPool ignores a negative end (``negative_end``), its
+    AveragePool crops the input there and a negative start shifts the
+    windows; those are rejected.
+    """
     kernel = _to_2d(attrs, "kernel_shape", 1, rank)
     stride = _to_2d(attrs, "strides", 1, rank)
     dilation = _to_2d(attrs, "dilations", 1, rank)
     in_hw = x.shape[-2:]
-    pads = padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
-    out_hw = list(conv_output_hw(in_hw, kernel, stride, pads, dilation))
-    extra = [0, 0]
-    if attrs.get("ceil_mode", 0):
-        for i in range(2):
-            span = in_hw[i] + pads[i] + pads[i + 2] - (dilation[i] * (kernel[i] - 1) + 1)
-            ceil_out = -(-span // stride[i]) + 1
+    pads = _pool_pads(attrs, rank, in_hw, kernel, stride, dilation)
+    out_hw, ends = [], []
+    for i in range(2):
+        span = dilation[i] * (kernel[i] - 1) + 1
+        begin, end = pads[i], pads[i + 2]
+        extent = in_hw[i] + begin + end - span
+        if attrs.get("ceil_mode", 0):
+            out = -(-extent // stride[i]) + 1
             # the last window must start inside the input or the begin padding
-            if (ceil_out - 1) * stride[i] >= in_hw[i] + pads[i]:
-                ceil_out -= 1
-            extra[i] = max((ceil_out - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
-                           - (in_hw[i] + pads[i] + pads[i + 2]), 0)
-            out_hw[i] = ceil_out
-    padding = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-    return kernel, stride, padding, dilation, tuple(out_hw), pads
+            if (out - 1) * stride[i] >= in_hw[i] + begin:
+                out -= 1
+        else:
+            out = _trunc_div(extent, stride[i]) + 1
+        # end padding: the declared one, or more where the last windows reach past it
+        end = max(end, (out - 1) * stride[i] + span - in_hw[i] - begin, 0)
+        windows = (in_hw[i] + begin + end - span) // stride[i] + 1
+        negative = min(pads[:2]) < 0 or (min(pads[2:]) < 0 and not negative_end)
+        if out < 1 or negative or windows != out:
+            raise Unsupported(f"pooling window {list(kernel)} (dilation {list(dilation)}, "
+                              f"stride {list(stride)}, pads {list(pads)}) does not fit an "
+                              f"input of {list(in_hw)}")
+        out_hw.append(out)
+        ends.append(end)
+    padding = (pads[0], pads[1], ends[0], ends[1])
+    declared = tuple(max(p, 0) for p in pads)
+    return kernel, stride, padding, dilation, tuple(out_hw), declared
 
 
 @converter("AveragePool")
