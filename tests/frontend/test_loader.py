@@ -158,7 +158,7 @@ def test_well_known_unsupported_ops_give_a_reason(op_type, hint):
 def test_a_property_given_as_model_suggests_swapping(tmp_path):
     prop = tmp_path / "prop.vnnlib"
     prop.write_text("; a property\n(declare-const X_0 Real)\n(assert (<= X_0 1.0))\n")
-    with pytest.raises(ModelError, match="is not an ONNX model .it is a VNN-LIB property.; "
+    with pytest.raises(ModelError, match="is not a valid ONNX model: it is a VNN-LIB property; "
                                          "did you swap MODEL and PROPERTY"):
         load_model(prop)
     runner = CliRunner()

@@ -85,10 +85,11 @@ def read_model_proto(model):
             raise ModelError(f"{where!r} is not a valid ONNX model: broken gzip stream "
                              f"({exc})") from None
     if _looks_like_text(data):
-        kind = "a VNN-LIB property" if b"declare-const" in data[:65536] or \
-            b"assert" in data[:65536] else "a text file"
-        raise ModelError(f"{where!r} is not an ONNX model (it is {kind}); did you swap MODEL "
-                         "and PROPERTY? The model comes first") from None
+        if b"declare-const" in data[:65536] or b"(assert" in data[:65536]:
+            raise ModelError(f"{where!r} is not a valid ONNX model: it is a VNN-LIB property; "
+                             "did you swap MODEL and PROPERTY? The model comes first")
+        raise ModelError(f"{where!r} is not a valid ONNX model: it is a text file, not a "
+                         "binary ONNX protobuf")
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and others
