@@ -34,8 +34,8 @@ def supports(graph) -> bool:
 def _concretize(form, lower, upper):
     """Lower bound of ``form·[x; 1]`` (form (B, n, d+1)) over boxes (B, d)."""
     coef, const = form[..., :-1], form[..., -1]
-    low = np.einsum("bnd,bd->bn", np.maximum(coef, 0.0), lower)
-    high = np.einsum("bnd,bd->bn", np.minimum(coef, 0.0), upper)
+    low = (np.maximum(coef, 0.0) @ lower[:, :, None])[..., 0]
+    high = (np.minimum(coef, 0.0) @ upper[:, :, None])[..., 0]
     return low + high + const
 
 
@@ -49,8 +49,9 @@ def _affine(W, lo_form, up_form):
     pos, neg = np.maximum(W, 0.0), np.minimum(W, 0.0)
     lo = lo_form.reshape(batch, n // k, k, width)
     up = up_form.reshape(batch, n // k, k, width)
-    new_lo = np.einsum("mk,brkd->brmd", pos, lo) + np.einsum("mk,brkd->brmd", neg, up)
-    new_up = np.einsum("mk,brkd->brmd", pos, up) + np.einsum("mk,brkd->brmd", neg, lo)
+    # (m, k) @ (B, r, k, d+1) broadcasts over B and r (BLAS; einsum is ~15x slower here)
+    new_lo = pos @ lo + neg @ up
+    new_up = pos @ up + neg @ lo
     return new_lo.reshape(batch, -1, width), new_up.reshape(batch, -1, width)
 
 
