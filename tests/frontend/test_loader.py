@@ -268,3 +268,13 @@ def test_affine_chains_are_folded_exactly():
     graph = _assert_matches(model, (1, 2, 5, 5))
     assert dict(graph.op_counts()) == {"Input": 1, "Conv": 1, "Relu": 1, "Reshape": 1,
                                        "Linear": 1}
+
+
+def test_an_output_that_ignores_the_input_is_a_model_level_message():
+    nodes = [helper.make_node("Relu", ["x"], ["unused"]),
+             helper.make_node("Add", ["a", "b"], ["out"])]
+    model = graph_model(nodes, {"a": np.ones(2), "b": np.ones(2)}, (1, 2), "out")
+    with pytest.raises(UnsupportedGraphError,
+                       match=r"^unsupported model in <model>: the output 'out' does not depend "
+                             r"on the input$"):
+        load_model(model)
