@@ -34,17 +34,25 @@ def supports(graph) -> bool:
 def _concretize(form, lower, upper):
     """Lower bound of ``form·[x; 1]`` (form (B, n, d+1)) over boxes (B, d)."""
     coef, const = form[..., :-1], form[..., -1]
-    low = np.einsum("bnd,bd->bn", np.maximum(coef, 0.0), lower)
-    high = np.einsum("bnd,bd->bn", np.minimum(coef, 0.0), upper)
+    low = (np.maximum(coef, 0.0) @ lower[:, :, None])[..., 0]
+    high = (np.minimum(coef, 0.0) @ upper[:, :, None])[..., 0]
     return low + high + const
 
 
 def _affine(W, lo_form, up_form):
-    """Forms of W·v for v between lo_form and up_form; W (m, n)."""
+    """Forms of ``W·v`` on the last axis of ``v`` for ``v`` between lo_form
+    and up_form; W (m, k). The forms are (B, n, d+1) over the flat entries of
+    ``v``; when ``n`` is a multiple ``r·k`` (a Linear over a tensor with ``r``
+    rows, e.g. MatMul on a (1, r, k) input), W applies to each row."""
+    batch, n, width = lo_form.shape
+    m, k = W.shape
     pos, neg = np.maximum(W, 0.0), np.minimum(W, 0.0)
-    new_lo = np.einsum("mn,bnd->bmd", pos, lo_form) + np.einsum("mn,bnd->bmd", neg, up_form)
-    new_up = np.einsum("mn,bnd->bmd", pos, up_form) + np.einsum("mn,bnd->bmd", neg, lo_form)
-    return new_lo, new_up
+    lo = lo_form.reshape(batch, n // k, k, width)
+    up = up_form.reshape(batch, n // k, k, width)
+    # (m, k) @ (B, r, k, d+1) broadcasts over B and r (BLAS; einsum is ~15x slower here)
+    new_lo = pos @ lo + neg @ up
+    new_up = pos @ up + neg @ lo
+    return new_lo.reshape(batch, -1, width), new_up.reshape(batch, -1, width)
 
 
 def forward_bounds(graph, lower, upper):
@@ -68,8 +76,9 @@ def forward_bounds(graph, lower, upper):
             if node.bias is not None:
                 lo = lo.copy()
                 up = up.copy()
-                lo[..., -1] += node.bias
-                up[..., -1] += node.bias
+                bias = np.tile(node.bias, node.size // node.bias.size)
+                lo[..., -1] += bias
+                up[..., -1] += bias
         elif isinstance(node, ops.Scale):
             scale = np.broadcast_to(node.scale, node.shape).reshape(-1)[None, :, None]
             shift = np.broadcast_to(node.shift, node.shape).reshape(-1)

@@ -10,7 +10,13 @@ Fewer layers make every bound pass cheaper; these rewrites change no value
 * two consecutive ``Scale`` nodes become one.
 
 A node is only folded into its producer when it is the producer's only
-consumer (and the producer is not the graph output).
+consumer and the producer is not the graph output: folding rewrites the
+producer in place, so any other reader would see the folded value. After a
+fold the producer computes the folded node's value, so it inherits that
+node's consumers (and its being the output): a later fold into it is checked
+against those, never against the producer's original single consumer (the
+bug behind ``t = 2x; n = -t; y = n - (0.5 n - c)``, where folding ``n`` into
+``t`` and then ``0.5 n`` into it as well made ``y`` read ``0.5 n - c`` twice).
 """
 from __future__ import annotations
 
@@ -61,31 +67,30 @@ def _fold(producer, node):
 
 
 def simplify(graph: Graph) -> Graph:
+    """The graph with the folds above applied; every node computes the same value."""
     nodes = list(graph.nodes)
-    output = graph.output
     users = graph.consumers()
     alias = list(range(len(nodes)))  # node index -> index that now computes it
     removed = set()
     for i, node in enumerate(nodes):
-        if i in removed:
-            continue
         node = replace(node, inputs=tuple(alias[j] for j in node.inputs)) if node.inputs \
             else node
         nodes[i] = node
         if not isinstance(node, ops.Scale):
             continue
         p = node.inputs[0]
-        if p == 0 or len(users[p]) != 1 or p == output:
+        if p == 0 or len(users[p]) != 1 or p == alias[graph.output]:
             continue
         folded = _fold(nodes[p], node)
         if folded is None:
             continue
         nodes[p] = folded
         alias[i] = p
+        users[p] = users[i]  # p now computes node i: i's readers read p
         removed.add(i)
     keep = [i for i in range(len(nodes)) if i not in removed]
     renumber = {old: new for new, old in enumerate(keep)}
     final = [replace(nodes[i], inputs=tuple(renumber[j] for j in nodes[i].inputs))
              if nodes[i].inputs else nodes[i] for i in keep]
-    return Graph(tuple(final), renumber[alias[output]], graph.input_name, graph.output_name,
-                 graph.opset)
+    return Graph(tuple(final), renumber[alias[graph.output]], graph.input_name,
+                 graph.output_name, graph.opset)

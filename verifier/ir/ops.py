@@ -237,7 +237,8 @@ class Sign(Node):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class MaxPool(Node):
-    """2-D max pooling on the last three axes; padding is with -inf.
+    """2-D max pooling on the last three axes; padding is with the lowest
+    float32 (``functional.POOL_PAD``), as in onnxruntime.
 
     ``padding`` is (top, left, bottom, right) and already includes the extra
     end padding that ``ceil_mode`` asks for.

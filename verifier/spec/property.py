@@ -249,10 +249,10 @@ class Property:
         problems = []
         if int(n_inputs) != self.n_inputs:
             problems.append(f"{where} has {self.n_inputs} inputs (X_0..X_{self.n_inputs - 1}) "
-                            f"but {model} has {int(n_inputs)} input values")
+                            f"but {model} has {_values(n_inputs, 'input')}")
         if int(n_outputs) != self.n_outputs:
             problems.append(f"{where} has {self.n_outputs} outputs (Y_0..Y_{self.n_outputs - 1}) "
-                            f"but {model} has {int(n_outputs)} output values")
+                            f"but {model} has {_values(n_outputs, 'output')}")
         if problems:
             raise MismatchError("; ".join(problems))
 
@@ -266,6 +266,12 @@ class Property:
 
     def equals(self, other: "Property") -> bool:
         return properties_equal(self, other)
+
+
+def _values(count, kind: str) -> str:
+    """'1 output value', '3 output values'."""
+    count = int(count)
+    return f"{count} {kind} value{'' if count == 1 else 's'}"
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
