@@ -214,6 +214,15 @@ def _near_discontinuity(graph, values, tolerance) -> np.ndarray:
     return near
 
 
+def _difference(got, expected) -> np.ndarray:
+    """|got - expected|, infinite where only one side is finite, 0 where both are NaN."""
+    difference = np.abs(got - expected)
+    difference[~np.isfinite(difference)] = np.inf
+    difference[np.isnan(got) & np.isnan(expected)] = 0.0
+    difference[np.isinf(got) & (got == expected)] = 0.0
+    return difference
+
+
 def check_lowering(graph, proto, prop, *, where: str = "the model", session=None,
                    reference=None, seed: int = 0) -> CrossCheck:
     """Compare the IR with onnxruntime on points of ``prop``'s input regions.
@@ -252,11 +261,17 @@ def check_lowering(graph, proto, prop, *, where: str = "the model", session=None
         raise LoweringMismatchError(
             f"the model's lowering disagrees with onnxruntime on {where}: the IR has "
             f"{ir.shape[1]} output values, onnxruntime {expected.shape[1]}")
-    difference = np.abs(ir - expected)
-    difference[~np.isfinite(difference)] = np.inf
-    difference[np.isnan(ir) & np.isnan(expected)] = 0.0
+    difference = _difference(ir, expected)
     worst = difference.max(axis=1)
     bad = (worst > tolerance) & ~_near_discontinuity(graph, values, tolerance)
+    if bad.any() and expected is not ort32:
+        # The float64 copy is a proxy of the float32 network, not the network
+        # itself: where they part (e.g. MaxPool pads with the lowest value of
+        # its own type, so a window wholly in the padding gives -1.8e308 in
+        # float64 and -3.4e38 in float32, as the IR does), the float32 network
+        # decides, at the float32 tolerance.
+        agrees32 = _difference(ir, ort32).max(axis=1) <= FLOAT32_TOLERANCE * magnitudes(values)
+        bad &= ~agrees32
     if bad.any():
         p = int(np.flatnonzero(bad)[0])
         j = int(np.argmax(difference[p]))

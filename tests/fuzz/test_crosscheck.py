@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from tests.builders import chain_model, single_node_model
 from verifier import crosscheck
 from verifier.cli import main
-from verifier.crosscheck import LoweringMismatchError, check_lowering
+from verifier.crosscheck import LoweringMismatchError, check_lowering, reference_session
 from verifier.errors import ModelError
 from verifier.frontend import load_model, registry
 from verifier.frontend.loader import lower_model
@@ -152,7 +152,21 @@ def test_points_at_a_sign_discontinuity_are_skipped():
     graph = lower_model(proto)
     assert check_lowering(graph, proto, prop, reference=(_RoundsUp(), ())).points == 13
     with pytest.raises(LoweringMismatchError, match="corner 1 of the input region"):
-        check_lowering(graph, proto, prop, reference=(_RoundsUp(error=1e-3), ()))
+        check_lowering(graph, proto, prop, reference=(_RoundsUp(error=1e-3), ()),
+                       session=_RoundsUp(error=1e-3))
+
+
+def test_the_float32_network_decides_where_the_float64_copy_parts_from_it():
+    """A MaxPool window wholly in the padding: the float64 copy pads with
+    -1.8e308, the float32 network (and the IR) with -3.4e38. Not a mismatch."""
+    proto = single_node_model("MaxPool", [1, 1, 2], attrs=dict(kernel_shape=[2], pads=[1, 1],
+                                                                strides=[1], dilations=[3]))
+    region = InputRegion(np.zeros(2), np.ones(2))
+    prop = Property(2, 2, (Case(region, (OutputPolytope(np.eye(2)[:1], np.zeros(1)),)),))
+    graph = lower_model(proto)
+    reference = reference_session(proto)
+    assert reference[0].run(np.zeros((1, 1, 2))).min() < -1e300  # the copy does part
+    assert check_lowering(graph, proto, prop, reference=reference).points > 0
 
 
 # -- models onnxruntime cannot run (audit B2.8) ------------------------------
