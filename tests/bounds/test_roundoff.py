@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from verifier.bounds import Box, compute_bounds, decision_margins
 from verifier.bounds.report import bound_property
 from verifier.bounds.result import Interval
-from verifier.bounds.roundoff import APPROX_ULPS, RULES, U, float32_hull, output_error
+from verifier.bounds.roundoff import (APPROX_ULPS, RULES, U, float32_hull, output_error,
+                                      row_gaps)
 from verifier.errors import VerifierError
 from verifier.frontend import load_model
 from verifier.ir import evaluate, ops
@@ -176,6 +177,13 @@ def test_the_gap_bound_holds_at_sampled_points_and_corners(name, seed, radius):
     gap = np.abs(y32 - y64)
     assert np.all(gap <= bound), (
         f"{name}: float32 gap {gap.max(axis=0)} above the bound {bound}")
+    # rows c·y: the backward bound keeps signs, and must still hold
+    C = rng.normal(size=(5, graph.output_size)) * (rng.uniform(size=(5, 1)) < 0.8)
+    lo, hi = float32_hull(lower, upper)
+    result = compute_bounds(graph, Box(lo[None], hi[None]), method="crown")
+    rows = row_gaps(graph, result.node_bounds, C)[0]
+    assert np.all(np.abs((y32 - y64) @ C.T) <= rows)
+    assert np.all(rows <= (np.abs(C) @ bound) * (1 + 1e-12))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -8,10 +8,10 @@ The bounds are about the real-valued network of the IR. The answer must be
 about the float32 network onnxruntime runs, so the margin of a row is
 (:func:`decision_margins`):
 
-* ``|c|·e`` with ``e`` the bound of ``|float32 output - real output|`` over
-  the region from :mod:`verifier.bounds.roundoff` (computed from the
-  region's own intermediate bounds: sub-problems of branch and bound get
-  smaller margins than the root), inflated by ``FLOAT64_SLACK`` relative;
+* a bound of ``|c·(float32 output - real output)|`` over the region from
+  :func:`verifier.bounds.roundoff.row_gaps` (computed from the region's own
+  intermediate bounds: sub-problems of branch and bound get smaller margins
+  than the root), inflated by ``FLOAT64_SLACK`` relative;
 * ``COMPARISON`` relative of ``|c|·|y| + |d|``: the float64 rounding of the
   bound arithmetic itself (~1e-12 relative on our networks) and of the
   checker's evaluation of ``c·y - d`` on the float32 outputs;
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.bounds.roundoff import output_error
+from verifier.bounds.roundoff import row_gaps
 
 #: The absolute part of every row's margin.
 MARGIN_FLOOR = 1e-9
@@ -59,15 +59,13 @@ def decision_margins(graph, node_bounds, C, d=None) -> np.ndarray:
     ``(B or 1, R, n_out)``; ``d``: ``(R,)`` or ``(B or 1, R)`` (None: 0).
     """
     out = node_bounds[graph.output]
-    error = output_error(graph, node_bounds)                   # (B, n_out)
+    gap = row_gaps(graph, node_bounds, C)                       # (B, R)
     y = np.maximum(np.abs(out.lower), np.abs(out.upper))
     C = np.abs(np.asarray(C, dtype=np.float64))
     if C.ndim == 2:
         C = C[None]
     d = np.zeros(C.shape[1]) if d is None else np.abs(np.asarray(d, dtype=np.float64))
-    used = C > 0  # an unbounded error on an output a row ignores does not count
-    gap = np.where(used, C * error[:, None, :], 0.0).sum(axis=2)
-    size = np.where(used, C * y[:, None, :], 0.0).sum(axis=2)
+    size = np.where(C > 0, C * y[:, None, :], 0.0).sum(axis=2)
     return gap * (1.0 + FLOAT64_SLACK) + COMPARISON * (size + d) + MARGIN_FLOOR
 
 

@@ -26,17 +26,22 @@ value, the rules are (``u = 2^-24``, ``gamma_n = n u / (1 - n u)``, Higham,
   every intermediate step, since onnxruntime rounds after each original op);
 * Add: ``e_a + e_b + u (|a| + |b|)``; Reshape, Gather, Concat move errors
   (a constant fill value is rounded to float32: ``u |fill|``);
-* Relu, PRelu, MaxPool: Lipschitz (1, ``max(1, |slope|)``, 1 in the max
-  norm), plus ``u |slope x|`` for PRelu's product; 0 where the whole float
-  interval is negative for Relu;
-* Sigmoid, Tanh, Softplus, Gelu: the largest slope over the float interval
-  ``[lower - e, upper + e]`` times ``e_in``, plus the kernel's own error,
-  ``APPROX_ULPS`` ulps of ``max(|y|, 1)`` (Gelu: of ``|y| + |x|``, which also
-  covers the Erf chain exported by PyTorch);
+* element-wise ops (Relu, PRelu, Sigmoid, Tanh, Softplus, Gelu): the
+  largest |slope| over the float interval ``[lower - e, upper + e]`` times
+  ``e_in``, plus the op's own error: ``u |slope x|`` for PRelu's product,
+  the kernel's ``APPROX_ULPS`` ulps of ``max(|y|, 1)`` for the approximated
+  ones (Gelu: of ``|y| + |x|``, which also covers the Erf chain exported by
+  PyTorch); MaxPool: the largest error in the window;
 * Sign: 0, or 2 where the float value can have another sign than the real;
 * Softmax: ``2 max(e_in)`` along its axis plus
   ``gamma_(2 APPROX_ULPS + 2 n + 4) |y| + u`` (exp of non-positive
   arguments, a sum of ``n`` terms, a division).
+
+Every rule splits its bound into the input errors it carries and its own
+rounding. :func:`row_gaps` uses the own roundings a second way, backward
+from a row ``c`` with the signs of ``c``, the weights and the slope
+intervals kept (a Fast-Lip-style interval Jacobian), and keeps the smaller
+of the two bounds per row.
 
 Assumptions (what the bound is about):
 
@@ -78,8 +83,9 @@ U = 2.0 ** -24
 APPROX_ULPS = 16
 #: extra rounding steps granted to every affine node (see the module docstring)
 AFFINE_EXTRA = 4
-#: sup |d gelu / dx| over the reals (exact form ~1.129, tanh form ~1.13)
-GELU_SLOPE = 1.14
+#: an interval holding d gelu / dx over the reals (exact form [-0.130, 1.129],
+#: tanh form about the same)
+GELU_SLOPES = (-0.14, 1.14)
 
 
 def gamma(n) -> float:
@@ -121,107 +127,160 @@ def _sum_terms(node) -> int:
     return 1  # Scale: one product
 
 
+# Every rule returns (carried, own): the input errors carried through the op
+# (its Lipschitz bound) and the op's own rounding; the node's error is their sum.
+
+
 def _affine(ctx, i, node, e):
     prep, m = ctx.prep, ctx.magnitude(node.inputs[0])
     folded = ops.folding_of(node)
     k = _sum_terms(node) + 1 + AFFINE_EXTRA + folded.steps
-    propagated = affine.apply(prep, i, node, [e[0]], absolute=True)
+    carried = affine.apply(prep, i, node, [e[0]], absolute=True)
     size = affine.apply(prep, i, node, [m + e[0]], absolute=True)
     offset = folded.offset
     if not isinstance(node, ops.Scale):  # bias-shaped: along the output channels
         offset = offset.reshape((-1,) + (1,) * (2 if isinstance(node, ops._Convolution) else 0))
-    return propagated + gamma(k) * (size + offset)
+    return carried, gamma(k) * (size + offset)
 
 
 def _add(ctx, i, node, e):
     a, b = (ctx.magnitude(j) for j in node.inputs)
-    return e[0] + e[1] + U * (a + e[0] + b + e[1])
+    return e[0] + e[1], U * (a + e[0] + b + e[1])
 
 
-def _gather(ctx, i, node, e):
-    flat = e[0].reshape(ctx.batch, -1)
-    # index -1 reads the fill constant, which onnxruntime holds in float32
-    flat = np.concatenate([flat, np.full((ctx.batch, 1), U * abs(node.fill))], axis=1)
+def _gathered(ctx, node, x, fill):
+    flat = np.concatenate([x.reshape(ctx.batch, -1), np.full((ctx.batch, 1), fill)], axis=1)
     return flat[:, node.index.ravel()].reshape((ctx.batch,) + tuple(node.shape))
 
 
+def _gather(ctx, i, node, e):
+    # index -1 reads the fill constant, which onnxruntime holds in float32
+    own = _gathered(ctx, node, np.zeros_like(e[0]), U * abs(node.fill))
+    return _gathered(ctx, node, e[0], 0.0), own
+
+
 def _structural(ctx, i, node, e):
-    return EVAL_RULES[type(node)](node, e)
+    return EVAL_RULES[type(node)](node, e), 0.0
 
 
-def _relu(ctx, i, node, e):
-    _, _, upper = ctx.bounds(node.inputs[0])
-    return np.where(upper + e[0] <= 0.0, 0.0, e[0])
-
-
-def _prelu(ctx, i, node, e):
-    m, lower, upper = ctx.bounds(node.inputs[0])
-    slope = np.abs(node.slope)
-    negative = lower - e[0] < 0.0
-    rounding = np.where(negative, U * slope * (m + e[0]), 0.0)
-    lipschitz = np.where(negative, np.maximum(slope, np.where(upper + e[0] > 0, 1.0, 0.0)), 1.0)
-    return lipschitz * e[0] + rounding
-
-
-def _closest_to_zero(ctx, j, e):
+def _widened(ctx, j, e):
+    """The interval of node j's float value: [lower - e, upper + e]."""
     _, lower, upper = ctx.bounds(j)
-    return np.clip(0.0, lower - e, upper + e), lower, upper
+    return lower - e, upper + e
 
 
-def _sigmoid(ctx, i, node, e):
-    t, _, _ = _closest_to_zero(ctx, node.inputs[0], e[0])
-    s = sigmoid(t)
-    return s * (1.0 - s) * e[0] + APPROX_ULPS * U
+# Element-wise ops: the interval of their derivative over the float interval
+# of the input (which the segment between the real and the float value stays
+# in), and their own rounding.
 
 
-def _tanh(ctx, i, node, e):
-    t, _, _ = _closest_to_zero(ctx, node.inputs[0], e[0])
-    return (1.0 - np.tanh(t) ** 2) * e[0] + APPROX_ULPS * U
+def _relu_slopes(ctx, i, node, e):
+    low, high = _widened(ctx, node.inputs[0], e)
+    return np.where(low > 0, 1.0, 0.0), np.where(high > 0, 1.0, 0.0)
 
 
-def _softplus(ctx, i, node, e):
-    _, _, upper = ctx.bounds(node.inputs[0])
-    slope = sigmoid(upper + e[0])  # softplus' = sigmoid, increasing
-    return slope * e[0] + APPROX_ULPS * U * np.maximum(ctx.magnitude(i), 1.0)
+def _prelu_slopes(ctx, i, node, e):
+    low, high = _widened(ctx, node.inputs[0], e)
+    k = node.slope
+    upper = np.where(high > 0, np.where(low >= 0, 1.0, np.maximum(k, 1.0)), k)
+    lower = np.where(high > 0, np.where(low >= 0, 1.0, np.minimum(k, 1.0)), k)
+    return lower, upper
 
 
-def _gelu(ctx, i, node, e):
-    m_in = ctx.magnitude(node.inputs[0])
-    return GELU_SLOPE * e[0] + APPROX_ULPS * U * (ctx.magnitude(i) + m_in + e[0])
+def _prelu_own(ctx, i, node, e):
+    low, _ = _widened(ctx, node.inputs[0], e)
+    m = ctx.magnitude(node.inputs[0])
+    return np.where(low < 0, U * np.abs(node.slope) * (m + e), 0.0)
 
 
-def _sign(ctx, i, node, e):
-    _, lower, upper = ctx.bounds(node.inputs[0])
-    flip = (e[0] > 0) & (lower - e[0] <= 0.0) & (upper + e[0] >= 0.0)
-    return np.where(flip, 2.0, 0.0)
+def _bell_slopes(derivative):
+    """Slopes of sigmoid and tanh: the derivative is even and falls with |x|."""
+    def slopes(ctx, i, node, e):
+        low, high = _widened(ctx, node.inputs[0], e)
+        closest = np.clip(0.0, low, high)
+        return np.minimum(derivative(low), derivative(high)), derivative(closest)
+    return slopes
+
+
+def _sigmoid_derivative(x):
+    s = sigmoid(x)
+    return s * (1.0 - s)
+
+
+def _tanh_derivative(x):
+    return 1.0 - np.tanh(x) ** 2
+
+
+def _softplus_slopes(ctx, i, node, e):
+    low, high = _widened(ctx, node.inputs[0], e)
+    return sigmoid(low), sigmoid(high)  # softplus' = sigmoid, increasing
+
+
+def _gelu_slopes(ctx, i, node, e):
+    return np.full_like(e, GELU_SLOPES[0]), np.full_like(e, GELU_SLOPES[1])
+
+
+def _sign_slopes(ctx, i, node, e):
+    return np.zeros_like(e), np.zeros_like(e)
+
+
+def _sign_own(ctx, i, node, e):
+    """A flip of sign (up to 2) where the float value can have another sign."""
+    low, high = _widened(ctx, node.inputs[0], e)
+    return np.where((e > 0) & (low <= 0.0) & (high >= 0.0), 2.0, 0.0)
+
+
+def _kernel_own(ctx, i, node, e):
+    """Approximated kernels (sigmoid, tanh, softplus): APPROX_ULPS ulps of max(|y|, 1)."""
+    return APPROX_ULPS * U * np.maximum(ctx.magnitude(i), 1.0)
+
+
+def _gelu_own(ctx, i, node, e):
+    return APPROX_ULPS * U * (ctx.magnitude(i) + ctx.magnitude(node.inputs[0]) + e)
+
+
+#: element-wise op -> (slopes(ctx, i, node, e_in) -> (lower, upper), own(...) -> error)
+ELEMENTWISE = {
+    ops.Relu: (_relu_slopes, None), ops.PRelu: (_prelu_slopes, _prelu_own),
+    ops.Sigmoid: (_bell_slopes(_sigmoid_derivative), _kernel_own),
+    ops.Tanh: (_bell_slopes(_tanh_derivative), _kernel_own),
+    ops.Softplus: (_softplus_slopes, _kernel_own), ops.Gelu: (_gelu_slopes, _gelu_own),
+    ops.Sign: (_sign_slopes, _sign_own),
+}
+
+
+def _elementwise(ctx, i, node, e):
+    slopes, own = ELEMENTWISE[type(node)]
+    lower, upper = slopes(ctx, i, node, e[0])
+    carried = np.maximum(np.abs(lower), np.abs(upper)) * e[0]
+    return carried, 0.0 if own is None else own(ctx, i, node, e[0])
 
 
 def _max_pool(ctx, i, node, e):
     x, lead = F.as_nchw(e[0])
     y = F.max_pool2d(x, node.kernel, node.stride, node.padding, node.dilation)
-    return np.maximum(y, 0.0).reshape(lead + y.shape[1:])  # all-padding windows: -inf
+    return np.maximum(y, 0.0).reshape(lead + y.shape[1:]), 0.0  # all-padding windows: -inf
 
 
 def _softmax(ctx, i, node, e):
     axis = node.axis + 1
     n = node.shape[node.axis]
     own = gamma(2 * APPROX_ULPS + 2 * n + 4) * ctx.magnitude(i) + U
-    return 2.0 * e[0].max(axis=axis, keepdims=True) + own
+    return 2.0 * e[0].max(axis=axis, keepdims=True), own
 
 
 def _input(ctx, i, node, e):
     raise AssertionError("the input's error is set by node_errors()")
 
 
-#: core op -> rule(context, node index, node, [input errors (B, *shape)]) -> error
+#: core op -> rule(context, node index, node, [input errors (B, *shape)]) -> (carried, own)
 RULES = {
     ops.Input: _input,
     ops.Linear: _affine, ops.Conv: _affine, ops.ConvTranspose: _affine, ops.Scale: _affine,
     ops.Add: _add, ops.Reshape: _structural, ops.Gather: _gather, ops.Concat: _structural,
-    ops.Relu: _relu, ops.PRelu: _prelu, ops.Sigmoid: _sigmoid, ops.Tanh: _tanh,
-    ops.Softplus: _softplus, ops.Gelu: _gelu, ops.Sign: _sign, ops.MaxPool: _max_pool,
-    ops.Softmax: _softmax,
+    ops.MaxPool: _max_pool, ops.Softmax: _softmax,
 }
+RULES.update({op: _elementwise for op in ELEMENTWISE})
 
 _missing = [op.__name__ for op in ops.CORE_OPS if op not in RULES]
 if _missing:  # pragma: no cover - a new core op without its rounding rule
@@ -248,6 +307,31 @@ class _Context:
         return self.bounds(j)[0]
 
 
+def _sweep(graph, node_bounds):
+    """The context, every node's error and every node's own rounding, (B, *shape)."""
+    batch = node_bounds[0].lower.shape[0]
+    ctx = _Context(graph, node_bounds, batch)
+    errors: list = [None] * len(graph.nodes)
+    own: list = [None] * len(graph.nodes)
+    errors[0] = own[0] = np.zeros((batch,) + tuple(graph.input_shape))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for i in range(1, len(graph.nodes)):
+            node = graph.nodes[i]
+            rule = RULES.get(type(node))
+            if rule is None:
+                raise VerifierError(f"no float32 rounding rule for core op "
+                                    f"{type(node).__name__} (node {node.name!r})")
+            carried, mine = rule(ctx, i, node, [errors[j] for j in node.inputs])
+            shape = (batch,) + tuple(node.shape)
+            own[i] = _no_nan(np.broadcast_to(mine, shape))
+            errors[i] = _no_nan(np.broadcast_to(carried, shape) + own[i])
+    return ctx, errors, own
+
+
+def _no_nan(value):
+    return np.where(np.isnan(value), np.inf, value)  # inf * 0 from unbounded magnitudes
+
+
 def node_errors(graph, node_bounds) -> list[np.ndarray]:
     """Per node, ``(B, size)`` bounds of ``|float32 value - real value|``.
 
@@ -256,21 +340,79 @@ def node_errors(graph, node_bounds) -> list[np.ndarray]:
     ``BoundsResult.node_bounds``), computed on the float32 hull of the box.
     Raises :class:`VerifierError` for a node without a rule.
     """
-    batch = node_bounds[0].lower.shape[0]
-    ctx = _Context(graph, node_bounds, batch)
-    errors: list = [None] * len(graph.nodes)
-    errors[0] = np.zeros((batch,) + tuple(graph.input_shape))
+    _, errors, _ = _sweep(graph, node_bounds)
+    return [e.reshape(len(e), -1) for e in errors]
+
+
+def row_gaps(graph, node_bounds, C) -> np.ndarray:
+    """``(B, R)`` bounds of ``|c·(float32 output - real output)|`` for the rows of
+    ``C`` (``(B or 1, R, n_out)``): the smaller of ``|c|·e_out`` (the forward
+    bound) and a backward bound that keeps the signs of ``c`` and the weights.
+
+    The backward bound: the float32 network is the real one with each node's
+    own rounding ``delta_k`` (``|delta_k| <= own_k``) added to its value, so
+    ``c·(y32 - y) = sum_k g_k·delta_k`` with ``g_k`` the gradient of ``c·y``
+    with respect to node k at some point of the segment from the real to the
+    float values (mean value theorem, Clarke's form for piecewise-linear ops).
+    Intervals of the ``g_k`` are propagated backward from ``c`` with each
+    element-wise op's derivative interval over ``[lower - e, upper + e]``
+    (the segment stays there); the gap is ``sum_k |g_k|max·own_k``. This is
+    the interval-Jacobian propagation of Fast-Lip (Weng et al., "Towards Fast
+    Computation of Certified Robustness for ReLU Networks", ICML 2018),
+    applied to rounding perturbations. Graphs with MaxPool or Softmax use the
+    forward bound only.
+    """
+    ctx, errors, own = _sweep(graph, node_bounds)
+    C = np.asarray(C, dtype=np.float64)
+    C = np.broadcast_to(C if C.ndim == 3 else C[None], (ctx.batch,) + C.shape[-2:])
+    error = errors[graph.output].reshape(ctx.batch, -1)
+    used = C != 0  # an unbounded error on an output a row ignores does not count
+    forward = np.where(used, np.abs(C) * error[:, None, :], 0.0).sum(axis=2)
+    if any(isinstance(node, (ops.MaxPool, ops.Softmax)) for node in graph.nodes):
+        return forward
     with np.errstate(invalid="ignore", over="ignore"):
-        for i in range(1, len(graph.nodes)):
-            node = graph.nodes[i]
-            rule = RULES.get(type(node))
-            if rule is None:
-                raise VerifierError(f"no float32 rounding rule for core op "
-                                    f"{type(node).__name__} (node {node.name!r})")
-            value = rule(ctx, i, node, [errors[j] for j in node.inputs])
-            value = np.broadcast_to(value, (batch,) + tuple(node.shape))
-            errors[i] = np.where(np.isnan(value), np.inf, value)  # inf * 0 from huge bounds
-    return [e.reshape(batch, -1) for e in errors]
+        backward = _no_nan(_backward(ctx, errors, own, C))
+    return np.minimum(forward, backward)
+
+
+def _backward(ctx, errors, own, C):
+    prep, nodes, batch = ctx.prep, ctx.graph.nodes, ctx.batch
+    rows = C.shape[1]
+    pending = {ctx.graph.output: (np.array(C), np.zeros_like(C))}
+    gap = np.zeros((batch, rows))
+    for k in prep.cone(ctx.graph.output):
+        if k == 0 or k not in pending:
+            continue
+        centre, radius = pending.pop(k)
+        mine = own[k].reshape(batch, 1, -1)
+        weight = np.abs(centre) + radius
+        gap += np.where((mine > 0) & (weight > 0), weight * mine, 0.0).sum(axis=2)
+        node = nodes[k]
+        if type(node) in ELEMENTWISE:
+            lower, upper = ELEMENTWISE[type(node)][0](ctx, k, node, errors[node.inputs[0]])
+            lower = np.broadcast_to(lower, errors[k].shape).reshape(batch, 1, -1)
+            upper = np.broadcast_to(upper, errors[k].shape).reshape(batch, 1, -1)
+            ends = [(centre - radius) * lower, (centre - radius) * upper,
+                    (centre + radius) * lower, (centre + radius) * upper]
+            low, high = np.minimum.reduce(ends), np.maximum.reduce(ends)
+            parts = [((low + high) / 2, (high - low) / 2)]
+        elif isinstance(node, ops.Scale):
+            parts = [(centre * prep.flat(k, "scale"), radius * np.abs(prep.flat(k, "scale")))]
+        elif isinstance(node, (ops.Linear, ops.Conv, ops.ConvTranspose)):
+            rule = affine.BACKWARD_RULES[type(node)]
+            parts = [(rule(prep, k, node, centre)[0][0],
+                      rule(prep, k, prep.abs_node(k), radius)[0][0])]
+        else:  # Add, Reshape, Gather, Concat: 0/1 coefficients
+            rule = affine.BACKWARD_RULES[type(node)]
+            parts = list(zip(rule(prep, k, node, centre)[0], rule(prep, k, node, radius)[0]))
+        for j, (c, r) in zip(node.inputs, parts):
+            if j == 0:
+                continue  # the input is exact: nothing to carry further
+            if j in pending:
+                c0, r0 = pending[j]
+                c, r = c0 + c, r0 + r
+            pending[j] = (c, r)
+    return gap
 
 
 def point_bounds(graph, x) -> dict:

@@ -111,9 +111,8 @@ def folding_of(node) -> Folded:
     if node.folded is not None:
         return node.folded
     constant = node.shift if isinstance(node, Scale) else node.bias
-    if constant is None:
-        constant = np.zeros(node.weight.shape[1] if isinstance(node, ConvTranspose)
-                            else node.weight.shape[0])
+    if constant is None:  # one entry per output channel (the last axis for Linear)
+        constant = np.zeros(node.shape[-1] if isinstance(node, Linear) else node.shape[-3])
     return Folded(0, np.abs(constant))
 
 
