@@ -279,3 +279,20 @@ def test_onnxruntime_kernels_are_within_the_ulp_allowance(op_type):
     if op_type == "Exp":
         scale = np.abs(exact)
     assert np.all(np.abs(y - exact) <= APPROX_ULPS * U * scale)
+
+
+def test_the_margins_are_reported_by_bounds_and_verify():
+    from pathlib import Path
+
+    import verifier.examples as examples
+    from verifier.spec import load_property
+
+    folder = Path(examples.__file__).parent
+    model, prop = folder / "tiny_mlp.onnx", folder / "tiny_mlp_robust.vnnlib"
+    report = bound_property(load_model(model), load_property(prop), "crown")
+    data = report.to_dict()
+    assert data["margin"]["max"] == report.margins.max() > 0
+    assert data["cases"][0]["disjuncts"][0]["margin"][0] > 0
+    result = verify(model, prop, Options(timeout=20))
+    assert result.verdict.value == "unsat"
+    assert 0 < result.stats["margin_median"] <= result.stats["margin_max"] < 1e-3
