@@ -32,7 +32,8 @@ value, the rules are (``u = 2^-24``, ``gamma_n = n u / (1 - n u)``, Higham,
   the kernel's ``APPROX_ULPS`` ulps of ``max(|y|, 1)`` for the approximated
   ones (Gelu: of ``|y| + |x|``, which also covers the Erf chain exported by
   PyTorch); MaxPool: the largest error in the window;
-* Sign: 0, or 2 where the float value can have another sign than the real;
+* Sign: 0, or 2 where the float value can have another sign than the real
+  (its own error; being discontinuous, it carries nothing backward);
 * Softmax: ``2 max(e_in)`` along its axis plus
   ``gamma_(2 APPROX_ULPS + 2 n + 4) |y| + u`` (exp of non-positive
   arguments, a sum of ``n`` terms, a division).
@@ -63,8 +64,8 @@ Assumptions (what the bound is about):
   ``APPROX_ULPS`` ulps as above; ``tests/bounds/test_roundoff.py`` sweeps
   them through onnxruntime to check the allowance (measured worst: about 5
   ulps for Tanh).
-* Underflow is ignored except through the absolute ``u`` terms of the
-  bounded-output kernels; values are far from the float32 range limits.
+* No overflow; underflow (at most 2^-149 per operation) is left to the
+  absolute floor of :mod:`verifier.bounds.margin`.
 """
 from __future__ import annotations
 
