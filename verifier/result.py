@@ -4,7 +4,8 @@ the VNN-COMP result format.
 A ``sat`` result can only be built from a :class:`Counterexample`, and a
 Counterexample only by :func:`replay_counterexample`, which runs the input
 through onnxruntime (float32, the model's own input shape, C order) and checks
-the property on the replayed outputs with no tolerance.
+the property on the replayed outputs with no tolerance (the input itself only
+needs to lie within float32 rounding of the region's box).
 """
 from __future__ import annotations
 
@@ -53,23 +54,51 @@ class Counterexample:
 
 
 def float32_inside(x, lower, upper) -> np.ndarray:
-    """Round ``x`` to float32 values that still lie in ``[lower, upper]``.
+    """Round ``x`` to float32 values in ``[lower, upper]``, or, where no
+    float32 lies there (a box pinning an input to 0.1), in its float32 hull.
 
     A float64 point inside the box can round to a float32 just outside it;
-    such entries are moved one float32 step back inside.
+    such entries are moved one float32 step back inside when that step stays
+    in the box. The result always passes :func:`float32_admissible`.
     """
+    lower, upper = np.broadcast_arrays(np.asarray(lower, dtype=np.float64),
+                                       np.asarray(upper, dtype=np.float64))
     x = np.clip(np.asarray(x, dtype=np.float64), lower, upper)
-    x32 = x.astype(np.float32)
-    low = x32.astype(np.float64) < lower
-    x32[low] = np.nextafter(x32[low], np.float32(np.inf))
-    high = x32.astype(np.float64) > upper
-    x32[high] = np.nextafter(x32[high], np.float32(-np.inf))
+    x32 = np.atleast_1d(x.astype(np.float32))
+    for outside, direction in ((x32.astype(np.float64) < lower, np.inf),
+                               (x32.astype(np.float64) > upper, -np.inf)):
+        step = np.nextafter(x32, np.float32(direction)).astype(np.float64)
+        move = outside & (step >= lower) & (step <= upper)
+        x32[move] = np.nextafter(x32[move], np.float32(direction))
     return x32
+
+
+def float32_admissible(region, x) -> bool:
+    """Whether the float32 input ``x`` may stand for a point of ``region``:
+    every coordinate within the float32 rounding of the box (inside its
+    float32 hull, :func:`verifier.bounds.roundoff.float32_hull`; a strict
+    bound stays strict where it is a float32 itself) and the linear input
+    constraints ``A x <= b`` exactly.
+
+    The float32 network only ever sees float32 inputs: where a box pins an
+    input to a value float32 cannot hold, the nearest float32 is the input.
+    """
+    from dataclasses import replace
+
+    from verifier.bounds.roundoff import float32_hull
+
+    lower, upper = float32_hull(region.lower, region.upper)
+    hull = replace(region, lower=lower, upper=upper,
+                   strict_lower=region.strict_lower & (lower == region.lower),
+                   strict_upper=region.strict_upper & (upper == region.upper))
+    return hull.contains(x)
 
 
 def replay_counterexample(session, prop, x, case: int | None = None):
     """Run ``x`` through onnxruntime and return a Counterexample if it violates
-    ``prop`` exactly (no tolerance), else None.
+    ``prop`` exactly: ``x`` admissible for the case's region
+    (:func:`float32_admissible`) and the replayed outputs in an unsafe
+    polytope with no tolerance. Else None.
 
     ``session`` is a :class:`verifier.runtime.Session` of the model; ``x`` is
     a flat input (rounded to float32 here).
@@ -79,7 +108,8 @@ def replay_counterexample(session, prop, x, case: int | None = None):
     x64, y64 = x32.astype(np.float64), y.astype(np.float64)
     cases = range(len(prop.cases)) if case is None else [case]
     for k in cases:
-        if prop.cases[k].is_counterexample(x64, y64):
+        found = prop.cases[k]
+        if float32_admissible(found.region, x64) and any(p.contains(y64) for p in found.unsafe):
             return Counterexample(x32.copy(), y.copy(), k, _TOKEN)
     return None
 

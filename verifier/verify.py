@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from verifier.result import Result, Verdict, float32_inside, replay_counterexample
+from verifier.result import (Result, Verdict, float32_admissible, float32_inside,
+                             replay_counterexample)
 from verifier.search.attack import Targets, pgd, sample_margins
 
 
@@ -91,15 +92,25 @@ def attack_restarts(ctx, polytopes: int) -> int:
 def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
                    slack: float = 1e-3):
     """Replay the ``count`` most promising points of a case (smallest worst-row
-    margin first, none above ``slack``); the first replayed counterexample."""
-    region = ctx.prop.cases[case_index].region
-    for k in np.argsort(margins)[:count]:
-        if margins[k] > slack:
-            break
-        x32 = float32_inside(x[k], region.lower, region.upper)
-        if not region.contains(x32):
+    margin first, none above ``slack`` plus the float32 gap bound at the point:
+    the float32 network can violate a row that the real-valued one misses by
+    less than that); the first replayed counterexample."""
+    from verifier.bounds.margin import decision_margins
+    from verifier.bounds.roundoff import point_bounds
+
+    case = ctx.prop.cases[case_index]
+    region = case.region
+    order = np.argsort(margins)[:count]
+    x32 = np.stack([float32_inside(x[k], region.lower, region.upper) for k in order]) \
+        if len(order) else np.zeros((0, region.n_inputs), np.float32)
+    C = np.vstack([p.C for p in case.unsafe])
+    d = np.concatenate([p.d for p in case.unsafe])
+    gaps = decision_margins(ctx.graph, point_bounds(ctx.graph, x32), C, d).max(axis=1) \
+        if len(order) else []
+    for k, point, gap in zip(order, x32, gaps):
+        if margins[k] > slack + gap or not float32_admissible(region, point):
             continue
-        cex = replay_counterexample(ctx.session, ctx.prop, x32, case_index)
+        cex = replay_counterexample(ctx.session, ctx.prop, point, case_index)
         if cex is not None:
             return cex
     return None

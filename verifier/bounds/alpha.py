@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.bounds.activations import ElementwiseRelaxation, Leaky
-from verifier.bounds.margin import DECISION_MARGIN
+from verifier.bounds.margin import refuted, run_margins
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
@@ -107,6 +107,7 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
 
     needed = {run.nodes[var.node].inputs[0] for var in slopes + betas}
     best = np.array(start, dtype=np.float64)
+    stop = run_margins(run, target, A, bias) if options.early_stop and not upper else None
     lr_alpha, lr_beta = options.alpha_lr, options.beta_lr
     for t in range(options.alpha_iterations + 1):
         per_node: dict[int, dict] = {}
@@ -124,7 +125,7 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
             var.best = np.where(improved[:, :, None], var.value, var.best)
         if t == options.alpha_iterations:
             break
-        if options.early_stop and not upper and np.all(best > DECISION_MARGIN):
+        if stop is not None and np.all(refuted(best, stop)):
             break
         adjoint = run.adjoint(target, record, lines, needed)
         for var in slopes:

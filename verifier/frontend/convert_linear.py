@@ -180,8 +180,12 @@ def _batch_norm(ctx, node, args, attrs):
                               .astype(np.float64) for i in range(1, 5))
     factor = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
     bshape = (1, -1) + (1,) * (len(x.shape) - 2)
-    return [scale(ctx, x, factor.reshape(bshape), (beta - mean * factor).reshape(bshape),
-                  node.output[0])]
+    # (x - mean) * factor, then + beta: simplify folds the two into one Scale
+    # and records |mean * factor| + |beta|, which onnxruntime's float32 kernel
+    # (new_bias = beta - mean * new_scale) rounds at (verifier.bounds.roundoff)
+    centred = scale(ctx, x, factor.reshape(bshape), (-mean * factor).reshape(bshape),
+                    node.output[0] + "/centred")
+    return [scale(ctx, centred, 1.0, beta.reshape(bshape), node.output[0])]
 
 
 # ---------------------------------------------------------------- convolution

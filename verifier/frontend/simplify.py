@@ -9,6 +9,10 @@ Fewer layers make every bound pass cheaper; these rewrites change no value
   (BatchNormalization after Conv);
 * two consecutive ``Scale`` nodes become one.
 
+Every fold records what it hides (:class:`verifier.ir.ops.Folded`: the extra
+float32 rounding steps and the absolute size of the folded constants), for
+the float32 rounding bound of :mod:`verifier.bounds.roundoff`.
+
 A node is only folded into its producer when it is the producer's only
 consumer and the producer is not the graph output: folding rewrites the
 producer in place, so any other reader would see the folded value. After a
@@ -48,22 +52,28 @@ def _per_channel(array, rank):
 def _fold(producer, node):
     """The producer with ``node`` (a Scale) folded in, or None."""
     rank = len(node.shape)
-    if isinstance(producer, ops.Scale):
-        return replace(producer, scale=producer.scale * node.scale,
-                       shift=producer.shift * node.scale + node.shift, name=node.name)
-    # Linear scales its output rows (last axis), Conv its output channels
-    vector = {ops.Linear: _along_last_axis, ops.Conv: _per_channel}.get(type(producer))
-    if vector is None:
+    if not isinstance(producer, (ops.Scale, ops.Linear, ops.Conv)):
         return None
+    first, then = ops.folding_of(producer), ops.folding_of(node)
+    steps = first.steps + then.steps + ops.Folded.PER_SCALE
+    if isinstance(producer, ops.Scale):
+        offset = np.abs(node.scale) * first.offset + then.offset
+        return replace(producer, scale=producer.scale * node.scale,
+                       shift=producer.shift * node.scale + node.shift, name=node.name,
+                       folded=ops.Folded(steps, offset))
+    # Linear scales its output rows (last axis), Conv its output channels
+    vector = {ops.Linear: _along_last_axis, ops.Conv: _per_channel}[type(producer)]
     s, t = vector(node.scale, rank), vector(node.shift, rank)
-    if s is None or t is None:
+    h = vector(np.broadcast_to(then.offset, node.shift.shape), rank)
+    if s is None or t is None or h is None:
         return None
     out = producer.weight.shape[0]
     s, t = np.broadcast_to(s, (out,)), np.broadcast_to(t, (out,))
     bias = np.zeros(out) if producer.bias is None else producer.bias
     column = (out,) + (1,) * (producer.weight.ndim - 1)
+    offset = np.abs(s) * first.offset + np.broadcast_to(h, (out,))
     return replace(producer, weight=producer.weight * s.reshape(column), bias=bias * s + t,
-                   name=node.name)
+                   name=node.name, folded=ops.Folded(steps, offset))
 
 
 def simplify(graph: Graph) -> Graph:

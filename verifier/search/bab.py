@@ -14,7 +14,9 @@ Two strategies, chosen from the problem:
   area u*(-l)/(u-l) scaled by its back-substituted influence (a BaBSR-like
   score, Bunel et al. 2020), children take the two phases.
 
-A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`.
+A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
+each row against its own float32 margin computed on that sub-problem; every
+box is first widened to its float32 hull (the inputs onnxruntime can see).
 """
 from __future__ import annotations
 
@@ -25,7 +27,8 @@ import numpy as np
 
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.inputs import Box
-from verifier.bounds.margin import refuted
+from verifier.bounds.margin import decision_margins, refuted
+from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate, ops
 from verifier.ir.grad import grad_input
@@ -56,9 +59,10 @@ class CaseRows:
         owner = np.concatenate([np.full(p.rows, k) for k, p in enumerate(case.unsafe)])
         return cls(C, d, owner, len(case.unsafe))
 
-    def open_polytopes(self, lower):
-        """(B, P) bool: polytopes not refuted by row lower bounds (B, R)."""
-        row_refuted = refuted(lower)
+    def open_polytopes(self, lower, margin):
+        """(B, P) bool: polytopes not refuted by row lower bounds (B, R) given
+        the rows' decision margins (B, R)."""
+        row_refuted = refuted(lower, margin)
         closed = np.zeros((lower.shape[0], self.count), dtype=bool)
         for k in range(self.count):
             closed[:, k] = row_refuted[:, self.owner == k].any(axis=1)
@@ -103,8 +107,8 @@ def _input_split(ctx, case_index, case, batch_size=256):
     graph = ctx.graph
     rows = CaseRows.of(case)
     targets = Targets.from_polytopes(case.unsafe)
-    stack_lower = case.region.lower[None].copy()
-    stack_upper = case.region.upper[None].copy()
+    stack_lower, stack_upper = (v[None] for v in float32_hull(case.region.lower,
+                                                             case.region.upper))
     stack_bound = np.array([-np.inf])
     domains = 0
     while len(stack_lower):
@@ -122,8 +126,10 @@ def _input_split(ctx, case_index, case, batch_size=256):
         stack_lower, stack_upper, stack_bound = \
             stack_lower[rest], stack_upper[rest], stack_bound[rest]
         domains += len(lo)
-        lower_bound = _box_bounds(graph, lo, hi, rows)
-        open_poly = rows.open_polytopes(lower_bound)
+        lower_bound, margin = _box_bounds(graph, lo, hi, rows)
+        if domains == len(lo):
+            _root_margins(ctx, margin)
+        open_poly = rows.open_polytopes(lower_bound, margin)
         keep = open_poly.any(axis=1)
         if not keep.any():
             continue
@@ -165,25 +171,44 @@ _RECOMPUTE = BoundOptions(recompute_intermediate=True)
 
 
 def _box_bounds(graph, lo, hi, rows):
-    """Lower bounds (B, R) of the case's rows on boxes: forward symbolic bounds
-    first (cheap with few inputs); the boxes they leave open get CROWN, which
-    also recomputes the intermediate bounds and keeps the tighter of its own
-    and the forward ones."""
+    """Lower bounds (B, R) of the case's rows on boxes and the rows' decision
+    margins there: forward symbolic bounds first (cheap with few inputs), the
+    margins from IBP tightened by their intermediate bounds; the boxes they
+    leave open get CROWN, which also recomputes the intermediate bounds and
+    keeps the tighter of its own and the forward ones."""
     from verifier.bounds.forward import output_lower
 
     forward = output_lower(graph, lo, hi, rows.C, rows.d)
     if forward is None:
-        return compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                              upper=False).lower
+        crown = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
+                               upper=False)
+        return crown.lower, _margins(graph, crown, rows)
     lower, intervals = forward
-    still = np.flatnonzero(rows.open_polytopes(lower).any(axis=1))
+    ibp = compute_bounds(graph, Box(lo, hi), method="ibp", C=rows.C, d=rows.d, upper=False,
+                         intermediate=intervals)
+    margin = _margins(graph, ibp, rows)
+    still = np.flatnonzero(rows.open_polytopes(lower, margin).any(axis=1))
     if len(still):
         crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
                                d=rows.d, upper=False,
                                intermediate={k: v.take(still) for k, v in intervals.items()},
                                options=_RECOMPUTE)
         lower[still] = np.maximum(lower[still], crown.lower)
-    return lower
+        margin[still] = np.minimum(margin[still], _margins(graph, crown, rows))
+    return lower, margin
+
+
+def _margins(graph, result, rows):
+    """(B, R) decision margins of the case's rows from a bound result's node bounds."""
+    return decision_margins(graph, result.node_bounds, rows.C, rows.d)
+
+
+def _root_margins(ctx, margin):
+    """Record the largest and median row margins of the root (first case's) in the stats."""
+    if "margin_max" not in ctx.stats:
+        ctx.stats["margin_max"] = float(margin.max())
+        ctx.stats["margin_median"] = float(np.median(margin))
+    return margin
 
 
 def _attack_boxes(ctx, case_index, targets, lower, upper, steps=20):
@@ -209,12 +234,14 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     rows = CaseRows.of(case)
     region = case.region
     relus = _relu_nodes(graph)
-    box = Box(region.lower[None], region.upper[None])
+    hull = float32_hull(region.lower, region.upper)
+    box = Box(hull[0][None], hull[1][None])
     options = BoundOptions()
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
                            options=options)
-    if not rows.open_polytopes(first.lower).any():
+    margin = _root_margins(ctx, _margins(graph, first, rows))
+    if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
         return Outcome(False, "time ran out after CROWN"), 1
@@ -227,7 +254,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
                           options=BoundOptions(recompute_intermediate=True))
-    if not rows.open_polytopes(root.lower).any():
+    if not rows.open_polytopes(root.lower, _margins(graph, root, rows)).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
@@ -268,13 +295,13 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         n = len(children)
         tick = time.monotonic()
         result = compute_bounds(
-            graph, Box(np.repeat(region.lower[None], n, 0), np.repeat(region.upper[None], n, 0)),
+            graph, Box(np.repeat(hull[0][None], n, 0), np.repeat(hull[1][None], n, 0)),
             method="alpha-crown", C=rows.C, d=rows.d, upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
             alpha=_stack_alpha([c.alpha for c in children]), options=child_options)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower)
+        open_poly = rows.open_polytopes(result.lower, _margins(graph, result, rows))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
