@@ -72,6 +72,8 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
 
     Returns the bounds, the best slopes (node -> side -> ``(B, R, n)``) and the
     best beta multipliers (node -> ``(B, R, n)``), or None where there are none.
+    Stops early, with the best iterate so far, once ``run.options.deadline``
+    has passed (before the first iterate: ``start`` and the starting slopes).
     """
     options = run.options
     batch, rows = run.batch, A.shape[1]
@@ -109,6 +111,8 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
     best = np.array(start, dtype=np.float64)
     lr_alpha, lr_beta = options.alpha_lr, options.beta_lr
     for t in range(options.alpha_iterations + 1):
+        if run.past_deadline():
+            break  # every iterate so far is sound; ``best`` holds the best one
         per_node: dict[int, dict] = {}
         for var in slopes:
             per_node.setdefault(var.node, {})[var.side] = var.value

@@ -122,7 +122,7 @@ def _input_split(ctx, case_index, case, batch_size=256):
         stack_lower, stack_upper, stack_bound = \
             stack_lower[rest], stack_upper[rest], stack_bound[rest]
         domains += len(lo)
-        lower_bound = _box_bounds(graph, lo, hi, rows)
+        lower_bound = _box_bounds(graph, lo, hi, rows, ctx.deadline)
         open_poly = rows.open_polytopes(lower_bound)
         keep = open_poly.any(axis=1)
         if not keep.any():
@@ -164,7 +164,7 @@ def _input_split(ctx, case_index, case, batch_size=256):
 _RECOMPUTE = BoundOptions(recompute_intermediate=True)
 
 
-def _box_bounds(graph, lo, hi, rows):
+def _box_bounds(graph, lo, hi, rows, deadline=None):
     """Lower bounds (B, R) of the case's rows on boxes: forward symbolic bounds
     first (cheap with few inputs); the boxes they leave open get CROWN, which
     also recomputes the intermediate bounds and keeps the tighter of its own
@@ -174,14 +174,14 @@ def _box_bounds(graph, lo, hi, rows):
     forward = output_lower(graph, lo, hi, rows.C, rows.d)
     if forward is None:
         return compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                              upper=False).lower
+                              upper=False, deadline=deadline).lower
     lower, intervals = forward
     still = np.flatnonzero(rows.open_polytopes(lower).any(axis=1))
     if len(still):
         crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
                                d=rows.d, upper=False,
                                intermediate={k: v.take(still) for k, v in intervals.items()},
-                               options=_RECOMPUTE)
+                               options=_RECOMPUTE, deadline=deadline)
         lower[still] = np.maximum(lower[still], crown.lower)
     return lower
 
@@ -213,7 +213,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     options = BoundOptions()
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
-                           options=options)
+                           options=options, deadline=ctx.deadline)
     if not rows.open_polytopes(first.lower).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
@@ -226,7 +226,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     # reused from CROWN): the children reuse these tighter tables
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
-                          options=BoundOptions(recompute_intermediate=True))
+                          options=BoundOptions(recompute_intermediate=True),
+                          deadline=ctx.deadline)
     if not rows.open_polytopes(root.lower).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
@@ -272,7 +273,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             method="alpha-crown", C=rows.C, d=rows.d, upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=_stack_alpha([c.alpha for c in children]), options=child_options)
+            alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
+            deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
         open_poly = rows.open_polytopes(result.lower)
         if result.infeasible is not None:
