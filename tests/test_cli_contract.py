@@ -121,8 +121,10 @@ FakeOrtError.__module__ = "onnxruntime.capi.onnxruntime_pybind11_state"
     (MemoryError(), ["out of memory"], 2),
     (FakeOrtError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT"), ["onnxruntime failed",
                                                                  "INVALID_ARGUMENT"], 2),
+    (AttributeError("module 'onnxruntime' has no attribute 'SessionOptions'"),
+     ["onnxruntime installation is broken", "SessionOptions"], 2),
     (KeyboardInterrupt(), ["interrupted"], 130),
-], ids=["bug", "oserror", "memory", "onnxruntime", "ctrl-c"])
+], ids=["bug", "oserror", "memory", "onnxruntime", "broken-install", "ctrl-c"])
 def test_any_exception_follows_the_contract(tmp_path, files, monkeypatch, exc, words, code):
     import verifier.verify as driver
 
@@ -294,12 +296,13 @@ def test_inspect_times_the_model_not_the_imports(files):
 
 
 HUNG_SEARCH = textwrap.dedent("""
-    import sys, time
+    import os, sys, time
     import verifier.verify as driver
 
     def hung(model, prop, options=None, *, stats=None):
         stats["phase"] = "branch and bound"
         stats["domains"] = 41
+        open(os.path.join(os.path.dirname(__file__), "started"), "w").close()
         time.sleep(60)  # stands for a call that ignores its deadline
 
     driver.verify = hung
@@ -357,3 +360,27 @@ def test_real_search_returns_within_the_timeout_on_a_hard_instance(tmp_path):
     assert data["result"] in ("timeout", "unknown")
     assert wall <= 4.0 + 2.0
     assert out.read_text().strip() == data["result"]
+
+
+def test_ctrl_c_in_a_real_process(tmp_path, files):
+    import signal
+
+    model, unsat, _ = files
+    out = tmp_path / "r.txt"
+    script = tmp_path / "hung.py"
+    script.write_text(HUNG_SEARCH)
+    proc = subprocess.Popen([sys.executable, str(script), "verify", model, unsat, "--timeout",
+                             "60", "--json", "--result-file", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:  # until the search starts
+        if (tmp_path / "started").exists():
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert_one_paragraph_error(stderr, "interrupted")
+    assert json.loads(stdout)["result"] == "error"
+    assert out.read_text() == "error\n"

@@ -123,6 +123,9 @@ def describe_failure(exc: BaseException, command: str = "verifier") -> tuple[str
                 f"memory than this machine has")
     elif type(exc).__module__.startswith("onnxruntime"):
         text = f"onnxruntime failed during `{command}`: {type(exc).__name__}: {exc}"
+    elif isinstance(exc, (ImportError, AttributeError)) and "onnxruntime" in str(exc):
+        text = (f"the onnxruntime installation is broken ({type(exc).__name__}: {exc}); "
+                f"reinstall exactly one of onnxruntime or onnxruntime-gpu")
     elif isinstance(exc, OSError):
         where = f" on {exc.filename!r}" if exc.filename else ""
         text = (f"operating-system error during `{command}`{where}: "
