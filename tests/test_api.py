@@ -132,7 +132,7 @@ def test_api_verify_returns_by_its_timeout(tmp_path):
     prop = tmp_path / "hard.vnnlib"
     prop.write_text("\n".join(lines) + "\n")
     start = time.monotonic()
-    result = verifier.verify(model, prop, verifier.Options(timeout=3.0))
+    result = verifier.verify(model, prop, verifier.Options(timeout=5.0))
     elapsed = time.monotonic() - start
     assert result.verdict in (verifier.Verdict.TIMEOUT, verifier.Verdict.UNKNOWN)
-    assert elapsed <= 3.0 + 1.5, (elapsed, result.reason)
+    assert elapsed <= 5.0 + 1.5, (elapsed, result.reason)  # 7a3fb1e: 10.3 s at timeout 6
