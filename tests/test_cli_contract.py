@@ -325,28 +325,33 @@ def test_hard_stop_keeps_the_reason_the_time_and_the_stats(tmp_path, files):
     model, unsat, _ = files
     out = tmp_path / "r.txt"
     # (timeouts of a few seconds: imports alone took 2-3 s on a loaded 2-core machine)
-    proc, wall = run_hung(tmp_path, ["verify", model, unsat, "--timeout", "3", "--json",
+    proc, wall = run_hung(tmp_path, ["verify", model, unsat, "--timeout", "4", "--json",
                                      "--result-file", str(out)])
     assert proc.returncode == 3, proc.stderr
     data = json.loads(proc.stdout)
     assert data["result"] == "timeout"
     assert "hard time limit" in data["reason"] and "branch and bound" in data["reason"]
     assert data["stats"]["domains"] == 41
-    assert 3.0 <= data["seconds"] <= wall
-    assert wall <= 3.0 + 2.0
+    assert 4.0 <= data["seconds"] <= wall
+    assert wall <= 4.0 + 2.0
     assert out.read_text() == "timeout\n"
 
 
-def test_smoothing_certificate_survives_a_hung_search(tmp_path, mlp):
+def test_smoothing_certificate_starts_by_itself_while_the_search_runs(mlp):
+    """The certificate thread starts at the end of the search's share of the
+    time and fills the shared stats, which the hard stop reports, even when
+    the search never returns (here: the test thread just waits)."""
+    from verifier.cli.verify_cmd import CertificateJob
+
     model, prop = mlp
-    proc, wall = run_hung(tmp_path, ["verify", model, prop, "--timeout", "6", "--json",
-                                     "--smoothing-sigma", "0.05", "--smoothing-n", "300"])
-    assert proc.returncode == 3, proc.stderr
-    data = json.loads(proc.stdout)
-    assert "hard time limit" in data["reason"]
-    certificate = data["stats"].get("smoothing")
-    assert certificate and certificate["n"] == 300 and "radius" in certificate, data
-    assert wall <= 6.0 + 2.0
+    stats = {}
+    job = CertificateJob(model, prop, 0.05, 300, 0, stats, begin_at=time.monotonic() + 0.2)
+    deadline = time.monotonic() + 60
+    while "smoothing" not in stats and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not job.close()  # finished, nothing left running
+    certificate = stats["smoothing"]
+    assert certificate["n"] == 300 and certificate["radius"] > 0, certificate
 
 
 def test_real_search_returns_within_the_timeout_on_a_hard_instance(tmp_path):
