@@ -13,8 +13,11 @@ The public API is small and imported lazily (``import verifier`` stays cheap):
 
 BLAS threads: importing this package sets ``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS`` and ``MKL_NUM_THREADS`` to 1 unless they are already set,
-as the CLI does: the bound engines run many small matrix products, and a
-second BLAS thread made alpha-CROWN several times slower on small machines.
+for the CLI and the library alike: the bound engines run many small matrix
+products between Python steps, and a second BLAS thread contending with the
+process (or with a second `verifier run --jobs 2` instance) made one
+alpha-CROWN call several times (up to 25x) slower on a 2-core machine;
+onnxruntime's own threads are unaffected.
 It only takes effect when numpy has not been imported yet; otherwise set the
 variables before starting Python (a value you set is never changed).
 """

@@ -52,14 +52,9 @@ import os  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
 
-# One BLAS thread per process unless the user says otherwise (set before numpy
-# is imported): the bound engines run many small products between Python
-# steps, and on small machines a second BLAS thread contending with the
-# process (or with a second instance of `verifier run --jobs 2`) made one
-# alpha-CROWN call 25x slower here. onnxruntime's own threads are unaffected.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
-
+# One BLAS thread per process unless the user says otherwise: set by the
+# package (verifier/__init__.py), which is imported before this module and
+# before numpy.
 import click  # noqa: E402
 
 from verifier import __version__  # noqa: E402
@@ -132,8 +127,8 @@ def describe_failure(exc: BaseException, command: str = "verifier") -> tuple[str
                 f"{exc.strerror or exc} ({type(exc).__name__})")
     else:
         text = (f"internal error during `{command}` (a bug in verifier): "
-                f"{type(exc).__name__}: {str(exc).rstrip('.')}. Run again with VERIFIER_DEBUG=1 to see the "
-                f"traceback, and please report it")
+                f"{type(exc).__name__}: {str(exc).rstrip('.')}. Run again with "
+                f"VERIFIER_DEBUG=1 to see the traceback, and please report it")
     text = " ".join(str(text).split())  # one paragraph
     if len(text) > 4000:
         text = text[:4000] + " ..."

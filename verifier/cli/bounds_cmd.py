@@ -43,7 +43,8 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
     return "\n".join(lines)
 
 
-@click.command(cls=Command, help="Bound, for each input region of PROPERTY, every output of MODEL and every "
+@click.command(cls=Command,
+               help="Bound, for each input region of PROPERTY, every output of MODEL and every "
                     "unsafe row C·y - d, by IBP, CROWN or alpha-CROWN, and say which unsafe "
                     "disjuncts the bounds already refute. Exit 0 (2 on errors) whether or not "
                     "the property is proved.")

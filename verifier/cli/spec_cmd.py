@@ -34,7 +34,8 @@ def _render(info: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(cls=Command, help="Parse a VNN-LIB property (1.0 or 2.0, .vnnlib or .vnnlib.gz) and "
+@click.command(cls=Command,
+               help="Parse a VNN-LIB property (1.0 or 2.0, .vnnlib or .vnnlib.gz) and "
                     "summarise it: inputs, outputs, input regions, unsafe disjuncts, rows "
                     "and the range of the input box widths.")
 @click.argument("property_path", metavar="PROPERTY", type=InputFile("property"))
