@@ -75,6 +75,8 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
     Stops early, with the best iterate so far, once ``run.options.deadline``
     has passed (before the first iterate: ``start`` and the starting slopes).
     """
+    if run.past_deadline():
+        return start, None, None
     options = run.options
     batch, rows = run.batch, A.shape[1]
     cone = set(run.prep.cone(target))
@@ -126,7 +128,7 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
         best = np.where(improved, value, best)
         for var in slopes + betas:
             var.best = np.where(improved[:, :, None], var.value, var.best)
-        if t == options.alpha_iterations:
+        if t == options.alpha_iterations or run.past_deadline():
             break
         if options.early_stop and not upper and np.all(best > DECISION_MARGIN):
             break
