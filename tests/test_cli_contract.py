@@ -332,7 +332,7 @@ def test_hard_stop_keeps_the_reason_the_time_and_the_stats(tmp_path, files):
     assert data["result"] == "timeout"
     assert "hard time limit" in data["reason"] and "branch and bound" in data["reason"]
     assert data["stats"]["domains"] == 41
-    assert 4.0 <= data["seconds"] <= wall
+    assert 4.0 <= data["seconds"] <= wall + 0.05  # process start: clock-tick (10 ms) resolution
     assert wall <= 4.0 + 2.0
     assert out.read_text() == "timeout\n"
 
