@@ -389,3 +389,15 @@ def test_ctrl_c_in_a_real_process(tmp_path, files):
     assert_one_paragraph_error(stderr, "interrupted")
     assert json.loads(stdout)["result"] == "error"
     assert out.read_text() == "error\n"
+
+
+def test_a_closed_stdout_is_an_error_not_sat(files):
+    """Writing the answer to a closed pipe must not exit 1 (the sat code)."""
+    model, unsat, _ = files
+    proc = subprocess.Popen([sys.executable, "-m", "verifier", "verify", model, unsat, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=60) == 2, stderr
+    assert_one_paragraph_error(stderr, "Broken pipe")

@@ -160,9 +160,12 @@ def fail(exc: BaseException, command: str = "verifier", *, result_file=None,
         except Exception as write_exc:  # noqa: BLE001 - the path itself is unusable
             reason = getattr(write_exc, "strerror", None) or write_exc
             message += f" (no result file was written: {result_file}: {reason})"
-    if as_json:
-        click.echo(error_json(message, context))
-    click.echo(f"error: {message}", err=True)
+    for text, err in ((error_json(message, context), False), (f"error: {message}", True)):
+        if err or as_json:
+            try:
+                click.echo(text, err=err)
+            except OSError:  # a closed stdout (broken pipe): the exit code still says it
+                pass
     raise SystemExit(code)
 
 
