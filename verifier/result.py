@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import enum
 import os
-import tempfile
+import secrets
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
 class Verdict(str, enum.Enum):
+    """The answer words of the VNN-COMP result format, one per outcome.
+
+    ``sat``: a counterexample exists (only with one onnxruntime replayed);
+    ``unsat``: proved, the property holds; ``unknown``: the search ended
+    without an answer; ``timeout``: the time ran out; ``error``: bad input or
+    a failure. :attr:`exit_code` maps them to the CLI's exit codes (0 unsat,
+    1 sat, 2 error, 3 unknown/timeout).
+    """
+
     SAT = "sat"          # a counterexample exists (property violated)
     UNSAT = "unsat"      # proved: no input in the region reaches the unsafe set
     UNKNOWN = "unknown"  # the search ended without an answer
@@ -153,13 +163,31 @@ def format_result(result: Result) -> str:
 
 
 def write_result_file(path, result: Result) -> None:
-    """Write the result file atomically (a temporary file renamed into place)."""
+    """Write the result file atomically: a temporary file next to it, renamed
+    into place, so a reader never sees half an answer.
+
+    Permissions are those of a plainly written file: a new file gets
+    ``0666 & ~umask`` (the kernel applies the umask to ``os.open``'s mode),
+    an overwritten file keeps its mode.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".result-", dir=directory)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    while True:
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(format_result(result))
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -14,7 +14,9 @@ The strategy is chosen from the model and property alone:
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,9 +28,19 @@ from verifier.search.attack import Targets, pgd, sample_margins
 
 @dataclass
 class Options:
-    """Tuning knobs with sane defaults (no per-benchmark configuration)."""
+    """Tuning knobs with sane defaults (no per-benchmark configuration).
+
+    ``timeout`` (seconds) counts from ``start``, a ``time.monotonic()`` value
+    (None: when :func:`verify` is called; the CLI passes the moment the
+    process started, so that imports count too). Every bound computation
+    gets the deadline and stops there with the sound bounds it has, so a
+    call returns shortly after it. ``max_disjuncts`` raises (or lowers) the
+    property reader's limit on unsafe disjuncts (None: its default).
+    """
 
     timeout: float = 300.0
+    start: float | None = None
+    max_disjuncts: int | None = None
     seed: int = 0
     samples: int = 64           # random points per case before the attack
     pgd_steps: int = 60
@@ -150,12 +162,18 @@ def falsify(ctx: Context):
     return None
 
 
-def verify(model, prop, options: Options | None = None) -> Result:
+def verify(model, prop, options: Options | None = None, *, stats: dict | None = None) -> Result:
     """Verify property ``prop`` (path or Property) on ``model`` (path).
 
+    ``stats``: a dict the run fills as it goes (``phase``, ``load_seconds``,
+    ``pgd_best_margin``, ...); it becomes ``Result.stats``, so a watchdog
+    thread can report what was reached if it has to cut the run short.
+
     Raises :class:`verifier.errors.VerifierError` on bad input; every other
-    outcome is a :class:`Result`.
+    outcome is a :class:`Result`, returned shortly after
+    ``options.start + options.timeout``.
     """
+    called = time.monotonic()  # before the imports below: they count too
     from verifier.crosscheck import check_lowering
     from verifier.frontend import read_model_proto
     from verifier.frontend.loader import lower_model
@@ -163,28 +181,37 @@ def verify(model, prop, options: Options | None = None) -> Result:
     from verifier.spec import load_property
 
     options = options or Options()
-    start = time.monotonic()
+    start = called if options.start is None else options.start
+    stats = {} if stats is None else stats
+    stats["phase"] = "loading"
+    loading = time.monotonic()
     proto = read_model_proto(model)
     graph = lower_model(proto, os.fspath(model))
     if not hasattr(prop, "cases"):
-        prop = load_property(prop)
+        limit = {} if options.max_disjuncts is None else {"max_disjuncts": options.max_disjuncts}
+        prop = load_property(prop, **limit)
     prop.check_sizes(graph.input_size, graph.output_size, model=f"model {os.fspath(model)}")
     session = open_session(proto, device="cpu", name=os.fspath(model))
     # no answer about a different function: the IR must match onnxruntime
     check_lowering(graph, proto, prop, where=os.fspath(model), session=session)
-    ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed))
-    ctx.stats["load_seconds"] = round(time.monotonic() - start, 4)
+    ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed),
+                  stats)
+    ctx.stats["load_seconds"] = round(time.monotonic() - loading, 4)
 
     def done(verdict, reason="", cex=None):
-        ctx.stats["seconds"] = round(time.monotonic() - start, 4)
+        ctx.stats["phase"] = "done"
         return Result(verdict, cex, reason, time.monotonic() - start, ctx.stats)
 
+    if ctx.out_of_time():
+        return done(Verdict.TIMEOUT, "time ran out while loading the model and property")
+    ctx.stats["phase"] = "falsification"
     cex = falsify(ctx)
     if cex is not None:
         return done(Verdict.SAT, f"counterexample found by {ctx.stats['found_by']}", cex)
     if ctx.out_of_time():
         return done(Verdict.TIMEOUT, "time ran out during falsification")
     ctx.log("falsification found nothing; proving")
+    ctx.stats["phase"] = "bounds and branch and bound"
     from verifier.search.bab import prove
 
     outcome = prove(ctx)
@@ -195,3 +222,19 @@ def verify(model, prop, options: Options | None = None) -> Result:
     if ctx.out_of_time():
         return done(Verdict.TIMEOUT, outcome.reason or "time ran out")
     return done(Verdict.UNKNOWN, outcome.reason)
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: calling the module calls :func:`verify`.
+
+    The import system binds a submodule on its package, so the package
+    attribute ``verifier.verify`` is this module once anything has imported
+    it; being callable, ``verifier.verify(model, prop)`` works every time,
+    while ``import verifier.verify as driver`` still gives the module."""
+
+    def __call__(self, model, prop, options: Options | None = None, *,
+                 stats: dict | None = None) -> Result:
+        return verify(model, prop, options, stats=stats)
+
+
+sys.modules[__name__].__class__ = _CallableModule

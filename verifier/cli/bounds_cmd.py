@@ -5,7 +5,7 @@ import json
 
 import click
 
-from verifier.cli import handle_errors
+from verifier.cli import Command, FiniteFloat, InputFile, entry_time, handle_errors
 
 
 def _interval(lower, upper) -> str:
@@ -44,28 +44,38 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
     return "\n".join(lines)
 
 
-@click.command(help="Bound, for each input region of PROPERTY, every output of MODEL and every "
+@click.command(cls=Command,
+               help="Bound, for each input region of PROPERTY, every output of MODEL and every "
                     "unsafe row C·y - d, by IBP, CROWN or alpha-CROWN, and say which unsafe "
                     "disjuncts the bounds already refute. Exit 0 (2 on errors) whether or not "
                     "the property is proved.")
-@click.argument("model", type=click.Path(dir_okay=False))
-@click.argument("property_path", metavar="PROPERTY", type=click.Path(dir_okay=False))
+@click.argument("model", type=InputFile("model"))
+@click.argument("property_path", metavar="PROPERTY", type=InputFile("property"))
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown",
               show_default=True, help="Bound propagation method.")
+@click.option("--timeout", type=FiniteFloat(min=0, min_open=True),
+              help="Seconds (from the start of the process) after which the bound "
+                   "computation stops tightening and reports the sound bounds reached.")
+@click.option("--max-disjuncts", type=click.IntRange(min=1),
+              help="Refuse properties with more unsafe disjuncts than this "
+                   "(default: the reader's limit, 100000).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def bounds(model, property_path, method, as_json):
+def bounds(model, property_path, method, timeout, max_disjuncts, as_json):
     from verifier.bounds.report import bound_property
+    from verifier.bounds.result import BoundOptions
     from verifier.crosscheck import check_lowering
     from verifier.frontend import load_model, read_model_proto
     from verifier.spec import load_property
 
     proto = read_model_proto(model)
     graph = load_model(proto, name=model)
-    prop = load_property(property_path)
+    limit = {} if max_disjuncts is None else {"max_disjuncts": max_disjuncts}
+    prop = load_property(property_path, **limit)
     prop.check_sizes(graph.input_size, graph.output_size, model=f"model {model}")
     check_lowering(graph, proto, prop, where=model)  # bounds of the model, not of a wrong IR
-    report = bound_property(graph, prop, method=method)
+    options = BoundOptions(deadline=None if timeout is None else entry_time() + timeout)
+    report = bound_property(graph, prop, method=method, options=options)
     if as_json:
         data = {"model": str(model), "property": str(property_path)}
         data.update(report.to_dict())

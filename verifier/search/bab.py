@@ -126,7 +126,7 @@ def _input_split(ctx, case_index, case, batch_size=256):
         stack_lower, stack_upper, stack_bound = \
             stack_lower[rest], stack_upper[rest], stack_bound[rest]
         domains += len(lo)
-        lower_bound, margin = _box_bounds(graph, lo, hi, rows)
+        lower_bound, margin = _box_bounds(graph, lo, hi, rows, ctx.deadline)
         if domains == len(lo):
             _root_margins(ctx, margin)
         open_poly = rows.open_polytopes(lower_bound, margin)
@@ -170,18 +170,19 @@ def _input_split(ctx, case_index, case, batch_size=256):
 _RECOMPUTE = BoundOptions(recompute_intermediate=True)
 
 
-def _box_bounds(graph, lo, hi, rows):
+def _box_bounds(graph, lo, hi, rows, deadline=None):
     """Lower bounds (B, R) of the case's rows on boxes and the rows' decision
     margins there: forward symbolic bounds first (cheap with few inputs), the
     margins from IBP tightened by their intermediate bounds; the boxes they
-    leave open get CROWN, which also recomputes the intermediate bounds and
-    keeps the tighter of its own and the forward ones."""
+    leave open get CROWN (stopped at ``deadline`` with the sound bounds
+    reached), which also recomputes the intermediate bounds and keeps the
+    tighter of its own and the forward ones."""
     from verifier.bounds.forward import output_lower
 
     forward = output_lower(graph, lo, hi, rows.C, rows.d)
     if forward is None:
         crown = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                               upper=False)
+                               upper=False, deadline=deadline)
         return crown.lower, _margins(graph, crown, rows)
     lower, intervals = forward
     ibp = compute_bounds(graph, Box(lo, hi), method="ibp", C=rows.C, d=rows.d, upper=False,
@@ -192,7 +193,7 @@ def _box_bounds(graph, lo, hi, rows):
         crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
                                d=rows.d, upper=False,
                                intermediate={k: v.take(still) for k, v in intervals.items()},
-                               options=_RECOMPUTE)
+                               options=_RECOMPUTE, deadline=deadline)
         lower[still] = np.maximum(lower[still], crown.lower)
         margin[still] = np.minimum(margin[still], _margins(graph, crown, rows))
     return lower, margin
@@ -239,7 +240,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     options = BoundOptions()
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
-                           options=options)
+                           options=options, deadline=ctx.deadline)
     margin = _root_margins(ctx, _margins(graph, first, rows))
     if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
@@ -253,7 +254,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     # reused from CROWN): the children reuse these tighter tables
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
-                          options=BoundOptions(recompute_intermediate=True))
+                          options=BoundOptions(recompute_intermediate=True),
+                          deadline=ctx.deadline)
     if not rows.open_polytopes(root.lower, _margins(graph, root, rows)).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
@@ -299,7 +301,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             method="alpha-crown", C=rows.C, d=rows.d, upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=_stack_alpha([c.alpha for c in children]), options=child_options)
+            alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
+            deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
         open_poly = rows.open_polytopes(result.lower, _margins(graph, result, rows))
         if result.infeasible is not None:
