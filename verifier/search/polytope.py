@@ -1,0 +1,480 @@
+"""Linear input constraints and self-contradictory unsafe sets in the search.
+
+A case's input region is a box intersected with ``A x <= b``; its unsafe sets
+are polytopes ``C y <= d``. :func:`search_cases` prepares every case once,
+before falsification:
+
+* an input region that is empty is dropped: nothing in it can be unsafe;
+* an unsafe polytope that is infeasible on its own is dropped (refuted before
+  any bound is computed): ``(< Y_0 Y_0)``, ``Y_0 <= 0 and Y_0 >= 1``;
+* the box of a region with rows in ``A`` is tightened by LP (min and max of
+  each input over box ∩ {A x <= b}, in a small time share). The tightened box
+  still contains the region, so bounds over it are sound: the bound engines
+  work on this box, a relaxation of the region;
+* falsification projects its points onto box ∩ {A x <= b - delta}, with delta
+  large enough that rounding the point to float32 keeps it in the region;
+* input splitting drops sub-boxes that miss ``A x <= b`` and shrinks the others
+  to a box around their part of the region (:meth:`SearchCase.restrict`).
+
+Soundness never rests on the LP solver's tolerances. HiGHS
+(``scipy.optimize.linprog(method="highs")``) only proposes multipliers; each
+decision is taken on a certificate checked here:
+
+* input side, weak Lagrangian duality: for any ``y >= 0`` and any ``x`` in the
+  region, ``c·x >= (c + Aᵀy)·x - yᵀb >= min over the box of the same``; that
+  minimum is evaluated in float64 minus a rigorous allowance for its rounding
+  (:func:`lagrangian_lower`). With ``c = 0`` a positive value (above
+  :data:`EMPTY_MARGIN`) proves the region empty;
+* output side (no box bounds the outputs), an exact rational Farkas
+  combination: ``λ >= 0`` with ``λᵀC = 0`` and ``λᵀd < 0`` (or ``= 0`` with a
+  strict row in its support), checked with :class:`fractions.Fraction`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from verifier.spec.property import Case, InputRegion
+
+#: float64 unit roundoff
+_U64 = 2.0 ** -53
+#: float32 unit roundoff
+_U32 = 2.0 ** -24
+#: A region is declared empty only when the certified violation exceeds this
+#: (in units of rows scaled to max |coefficient| 1), on top of the rounding
+#: allowance of :func:`lagrangian_lower`.
+EMPTY_MARGIN = 1e-9
+#: Relative shrink of ``b`` for projected points: rounding a point to float32
+#: moves ``a·x`` by at most ~3 * 2^-24 * sum |a_j x_j|; this is ~16 times that.
+FLOAT32_SHRINK = 1e-6
+_HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
+
+
+def _linprog(c, A_ub, b_ub, bounds):
+    """HiGHS on ``min c·z, A_ub z <= b_ub, bounds``; the result or None on failure."""
+    from scipy.optimize import linprog
+
+    try:
+        res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs",
+                      options=_HIGHS)
+    except ValueError:
+        return None
+    return res if res.status == 0 else None
+
+
+def _row_scale(A):
+    """max |a_ij| per row (1 for all-zero rows)."""
+    norm = np.abs(A).max(axis=1) if A.size else np.ones(A.shape[0])
+    return np.where(norm > 0, norm, 1.0)
+
+
+def lagrangian_lower(c, y, A, b, lower, upper) -> float:
+    """A rigorous lower bound of ``min c·x`` over ``box ∩ {A x <= b}``.
+
+    ``y`` (k,): any multipliers (negative entries are treated as 0). Weak
+    duality makes the value a bound whatever ``y`` is; the float64 rounding of
+    its evaluation (products and sums of at most ``n + k + 2`` terms) is
+    subtracted with a generous factor.
+    """
+    y = np.maximum(np.asarray(y, dtype=np.float64), 0.0)
+    g = c + y @ A
+    value = float(np.minimum(g * lower, g * upper).sum() - y @ b)
+    reach = np.maximum(np.abs(lower), np.abs(upper))
+    scale = float(((np.abs(c) + y @ np.abs(A)) * reach).sum() + y @ np.abs(b))
+    n, k = A.shape[1], A.shape[0]
+    return value - 4.0 * (n + k + 4) * _U64 * scale
+
+
+@dataclass(frozen=True)
+class Depth:
+    """The LP ``max t`` s.t. ``â_i·x + t <= b̂_i`` (rows scaled to max |a| = 1) over the box.
+
+    ``t`` is how deep the deepest point ``x`` lies inside every row (negative:
+    how far it is outside); ``empty`` is True only when the multipliers of
+    the LP certify (:func:`lagrangian_lower`) that the region has no point.
+    """
+
+    t: float
+    x: np.ndarray | None
+    empty: bool
+
+
+def deepest_point(lower, upper, A, b) -> Depth:
+    """Solve the depth LP of box ∩ {A x <= b} and check emptiness (see :class:`Depth`)."""
+    k, n = A.shape
+    if k == 0:
+        return Depth(np.inf, 0.5 * (lower + upper), False)
+    scale = _row_scale(A)
+    objective = np.zeros(n + 1)
+    objective[-1] = -1.0
+    rows = np.hstack([A / scale[:, None], np.ones((k, 1))])
+    res = _linprog(objective, rows, b / scale,
+                   list(zip(lower, upper)) + [(None, None)])
+    if res is None:
+        return Depth(-np.inf, None, False)
+    t = -float(res.fun)
+    empty = False
+    if t < 0:
+        y = -np.asarray(res.ineqlin.marginals) / scale   # multipliers of the original rows
+        empty = lagrangian_lower(np.zeros(n), y, A, b, lower, upper) > EMPTY_MARGIN
+    return Depth(t, np.clip(res.x[:n], lower, upper), empty)
+
+
+def tighten_box(lower, upper, A, b, deadline: float):
+    """Lower and upper bounds of each input over box ∩ {A x <= b} by LP.
+
+    Each bound is certified by :func:`lagrangian_lower`, so the result always
+    contains the region; inputs left when ``deadline`` (time.monotonic)
+    passes keep their box bounds. Returns (lower, upper, empty): ``empty`` is
+    True when two certified bounds cross (then the region has no point).
+    """
+    lower, upper = lower.copy(), upper.copy()
+    k, n = A.shape
+    scale = _row_scale(A)
+    scaled, rhs = A / scale[:, None], b / scale
+    for i in range(n):
+        for sign in (1.0, -1.0):
+            if time.monotonic() > deadline or lower[i] >= upper[i]:
+                break
+            c = np.zeros(n)
+            c[i] = sign
+            res = _linprog(c, scaled, rhs, list(zip(lower, upper)))
+            if res is None:
+                continue
+            y = -np.asarray(res.ineqlin.marginals) / scale
+            bound = lagrangian_lower(c, y, A, b, lower, upper)
+            if sign > 0:
+                lower[i] = max(lower[i], bound)
+            else:
+                upper[i] = min(upper[i], -bound)
+    empty = bool(np.any(lower > upper))
+    return lower, np.maximum(upper, lower), empty
+
+
+# ------------------------------------------------------------------ output side
+
+
+def _farkas_exact(C, d, strict, weights) -> bool:
+    """Whether ``weights`` (rounded to small rationals) prove C y <= d infeasible, exactly."""
+    top = float(np.max(weights)) if len(weights) else 0.0
+    if not top > 0:
+        return False
+    lam = [Fraction(float(w / top)).limit_denominator(10 ** 6) if w > 1e-9 * top
+           else Fraction(0) for w in weights]
+    support = [i for i, v in enumerate(lam) if v > 0]
+    if not support:
+        return False
+    for j in range(C.shape[1]):
+        if sum(lam[i] * Fraction(float(C[i, j])) for i in support) != 0:
+            return False
+    total = sum(lam[i] * Fraction(float(d[i])) for i in support)
+    return total < 0 or (total == 0 and any(strict[i] for i in support))
+
+
+def _plainly_feasible(C, d, strict) -> bool:
+    """Cheap witnesses of feasibility, so that the usual polytopes need no LP:
+    ``y = 0`` satisfies every row, or the direction ``v = -sum of the rows``
+    (scaled to max |c| = 1) decreases every non-zero row, so ``t v`` does for
+    large ``t`` (all-zero rows then need ``0 <= d``, strictly if strict)."""
+    zero_ok = np.all(np.where(strict, d > 0, d >= 0))
+    if zero_ok:
+        return True
+    zero = ~C.any(axis=1)
+    if not np.all(np.where(strict, d > 0, d >= 0)[zero]):
+        return False
+    scaled = C / _row_scale(C)[:, None]
+    slope = scaled @ -scaled.sum(axis=0)
+    return bool(np.all(slope[~zero] < 0))
+
+
+def polytope_infeasible(poly) -> bool:
+    """Whether ``C y <= d`` (strict rows strictly) has no solution ``y``.
+
+    True only with an exact certificate: a row ``0 <= d_i`` that fails, or a
+    Farkas combination found by HiGHS on ``max t`` s.t. ``ĉ_i·y + t <= d̂_i``
+    (its multipliers sum to 1 and combine the rows to 0) and then checked in
+    rational arithmetic. False means feasible or not decided.
+    """
+    C, d, strict = poly.C, poly.d, poly.strict
+    zero = ~C.any(axis=1)
+    if np.any(zero & np.where(strict, d <= 0, d < 0)):
+        return True
+    if poly.rows < 2 or _plainly_feasible(C, d, strict):
+        return False
+    scale = _row_scale(C)
+    objective = np.zeros(C.shape[1] + 1)
+    objective[-1] = -1.0
+    rows = np.hstack([C / scale[:, None], np.ones((poly.rows, 1))])
+    res = _linprog(objective, rows, d / scale, [(None, None)] * C.shape[1] + [(None, 1.0)])
+    if res is None or -res.fun > 1e-9:
+        return False
+    weights = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) / scale
+    return _farkas_exact(C, d, strict, weights)
+
+
+# ------------------------------------------------------------------ projection
+
+
+def dykstra(x, lower, upper, A, target, iterations: int = 60):
+    """Rows of ``x`` projected onto ``[lower, upper] ∩ {A x <= target}``.
+
+    Dykstra's alternating projections (Boyle and Dykstra 1986) over the
+    half-spaces and the box, batched over the rows of ``x`` (``lower``/
+    ``upper`` per row). It stops as soon as every point is feasible, so the
+    result is a feasible point near ``x`` rather than always the nearest one;
+    points still outside after ``iterations`` rounds are left in the box.
+    """
+    x = np.clip(x, lower, upper)
+    live = np.flatnonzero(A.any(axis=1))
+    if not len(live):
+        return x
+    A, target = A[live], target[live]
+    square = (A * A).sum(axis=1)
+    increments = np.zeros((len(live),) + x.shape)
+    box_increment = np.zeros_like(x)
+    for _ in range(iterations):
+        if np.all(x @ A.T <= target):
+            break
+        for i in range(len(live)):
+            y = x + increments[i]
+            excess = np.maximum(y @ A[i] - target[i], 0.0) / square[i]
+            x = y - excess[:, None] * A[i]
+            increments[i] = y - x
+        y = x + box_increment
+        x = np.clip(y, lower, upper)
+        box_increment = y - x
+    return x
+
+
+@dataclass(frozen=True, eq=False)
+class SearchCase:
+    """A case as the search sees it.
+
+    ``index``: the case's index in the property (counterexamples are replayed
+    against the original case); ``case``: the tightened box (a superset of the
+    region, strict bounds read as their closure), the rows ``A x <= b`` and
+    the unsafe polytopes that are not infeasible on their own; ``target``:
+    ``b`` shrunk for float32 rounding (:data:`FLOAT32_SHRINK`) where points
+    are projected; ``interior``: a point of box ∩ {A x <= target} when one is
+    known (the deepest point of the depth LP), else None.
+    """
+
+    index: int
+    case: Case
+    target: np.ndarray
+    interior: np.ndarray | None = None
+
+    @property
+    def A(self) -> np.ndarray:
+        return self.case.region.A
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.case.region.b
+
+    @property
+    def constrained(self) -> bool:
+        return self.A.shape[0] > 0
+
+    @property
+    def unconstrained_output(self) -> bool:
+        """Some unsafe polytope has no row: every output is unsafe."""
+        return any(p.rows == 0 for p in self.case.unsafe)
+
+    def project(self, x, lower, upper):
+        """Points of ``x`` (B, n) moved into ``[lower, upper] ∩ {A x <= target}``.
+
+        Dykstra first; a point still outside is then moved along the segment
+        towards :attr:`interior` (when that lies in its box) to the first
+        point that satisfies every row, which exists because the interior
+        point does.
+        """
+        if not self.constrained:
+            return np.clip(x, lower, upper)
+        x = dykstra(x, lower, upper, self.A, self.target)
+        if self.interior is None:
+            return x
+        values = x @ self.A.T
+        bad = np.flatnonzero(np.any(values > self.target, axis=1)
+                             & np.all((lower <= self.interior) & (self.interior <= upper),
+                                      axis=1))
+        if len(bad):
+            inner = self.interior @ self.A.T
+            over = values[bad] - self.target
+            step = np.where(over > 0, over / np.maximum(values[bad] - inner, 1e-300), 0.0)
+            theta = np.minimum(1.0, step.max(axis=1) * (1 + 1e-9) + 1e-12)
+            x[bad] = x[bad] + theta[:, None] * (self.interior - x[bad])
+        return x
+
+    def restrict(self, lower, upper, lp_budget: "LpBudget | None" = None):
+        """Sub-boxes (B, n) cut down to their part of ``A x <= b``.
+
+        Returns (lower, upper) of the sub-boxes that may meet the region, each
+        shrunk to a box that still contains its part of the region: one round
+        of interval constraint propagation over the rows (a row's minimum
+        over the box above ``b`` drops the box; otherwise each input is
+        bounded by what the row leaves it), with outward rounding allowances.
+        Boxes that two or more rows cut are then checked by the depth LP while
+        ``lp_budget`` lasts, and dropped only on its certificate.
+        """
+        if not self.constrained:
+            return lower, upper
+        lower, upper, keep = propagate(lower, upper, self.A, self.b)
+        lower, upper = lower[keep], upper[keep]
+        if lp_budget is not None and len(lower):
+            row_max = (np.maximum(self.A, 0) @ upper.T + np.minimum(self.A, 0) @ lower.T).T
+            cut = row_max > self.b
+            unsure = np.flatnonzero(cut.sum(axis=1) >= 2)
+            gone = np.zeros(len(lower), dtype=bool)
+            for j in unsure:
+                if not lp_budget.allows():
+                    break
+                with lp_budget:
+                    gone[j] = deepest_point(lower[j], upper[j], self.A, self.b).empty
+            lower, upper = lower[~gone], upper[~gone]
+        return lower, upper
+
+
+def propagate(lower, upper, A, b):
+    """One round of interval constraint propagation of ``A x <= b`` on boxes (B, n).
+
+    Returns (lower, upper, keep): every bound is moved outwards by a rounding
+    allowance, so each new box contains its box's part of the region; ``keep``
+    is False where that part is certified empty.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _propagate(lower, upper, A, b)
+
+
+def _propagate(lower, upper, A, b):
+    positive, negative = np.maximum(A, 0.0), np.minimum(A, 0.0)
+    # per box, row and input: the minimum of a_ij x_j over the box
+    least = positive[None] * lower[:, None, :] + negative[None] * upper[:, None, :]
+    row_min = least.sum(axis=2)                                  # (B, k)
+    reach = np.maximum(np.abs(lower), np.abs(upper))              # (B, n)
+    slack = 4.0 * (A.shape[1] + 4) * _U64 * (reach @ np.abs(A).T + np.abs(b))  # (B, k)
+    keep = np.all(row_min <= b + slack, axis=1)
+    rest = (b - row_min + slack)[:, :, None] + least                # >= a_ij x_j
+    bound = rest / A[None]
+    bound = bound + np.abs(bound) * 4 * _U64 * np.sign(A[None])     # outward for the division
+    new_upper = np.min(np.where(A[None] > 0, bound, np.inf), axis=1)
+    new_lower = np.max(np.where(A[None] < 0, bound, -np.inf), axis=1)
+    lower = np.maximum(lower, new_lower)
+    upper = np.minimum(upper, new_upper)
+    keep &= np.all(lower <= upper, axis=1)
+    return lower, np.maximum(upper, lower), keep
+
+
+class LpBudget:
+    """A share of the search's time for LPs: ``allows()`` while the LP time
+    stays under ``share`` of the time since the budget was made."""
+
+    def __init__(self, share: float, floor: float = 0.05):
+        self.share, self.floor = share, floor
+        self.start = time.monotonic()
+        self.spent = 0.0
+        self._tick = None
+
+    def allows(self) -> bool:
+        return self.spent <= self.floor + self.share * (time.monotonic() - self.start)
+
+    def __enter__(self):
+        self._tick = time.monotonic()
+        return self
+
+    def __exit__(self, *exc):
+        self.spent += time.monotonic() - self._tick
+        return False
+
+
+# ------------------------------------------------------------------ preparation
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The cases left to search, and what was decided before any search."""
+
+    cases: tuple[SearchCase, ...]
+    regions: int
+    empty_regions: int
+    infeasible_polytopes: int
+
+    @property
+    def reason(self) -> str:
+        """What was decided before the search (the whole answer when
+        :attr:`cases` is empty)."""
+        parts = []
+        if self.empty_regions:
+            which = ("the input region is empty" if self.regions == 1 else
+                     f"{self.empty_regions} of {self.regions} input regions are empty")
+            parts.append(f"{which}: no point of the box satisfies the linear input "
+                         "constraints A x <= b (LP certificate)")
+        if self.infeasible_polytopes:
+            parts.append(f"{self.infeasible_polytopes} unsafe polytope(s) C y <= d have no "
+                         "solution on their own (contradictory output constraints)")
+        return "; ".join(parts)
+
+
+def _shrunk(A, b, lower, upper, depth: Depth):
+    """``b`` minus the float32 allowance, capped at half the region's depth."""
+    reach = np.maximum(np.abs(lower), np.abs(upper))
+    delta = FLOAT32_SHRINK * (np.abs(A) @ reach + np.abs(b))
+    if np.isfinite(depth.t):
+        delta = np.minimum(delta, 0.5 * max(depth.t, 0.0) * _row_scale(A))
+    return b - delta
+
+
+def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
+    """Drop empty regions and infeasible polytopes, tighten boxes (see module docstring).
+
+    ``budget_seconds`` bounds the time spent on box tightening and on the LPs
+    of multi-row polytopes (the cheap checks always run); what is left
+    unchecked is kept, which is sound.
+    """
+    deadline = time.monotonic() + budget_seconds
+    cases, empty_regions, infeasible = [], 0, 0
+    for index, case in enumerate(prop.cases):
+        region = case.region
+        lower, upper, A, b = region.lower, region.upper, region.A, region.b
+        depth = deepest_point(lower, upper, A, b)
+        if depth.empty:
+            empty_regions += 1
+            continue
+        interior = None
+        if A.shape[0]:
+            share = time.monotonic() + max(0.0, deadline - time.monotonic()) / 2
+            lower, upper, crossed = tighten_box(lower, upper, A, b, share)
+            if crossed:
+                empty_regions += 1
+                continue
+            if depth.x is not None and depth.t > 0:
+                interior = depth.x
+        live = []
+        for poly in case.unsafe:
+            if poly.rows >= 2 and time.monotonic() > deadline:
+                live.append(poly)       # not checked: kept, which is sound
+            elif polytope_infeasible(poly):
+                infeasible += 1
+            else:
+                live.append(poly)
+        if not live:
+            continue
+        target = _shrunk(A, b, lower, upper, depth)
+        search_region = InputRegion(lower, upper, A, b)
+        cases.append(SearchCase(index, Case(search_region, tuple(live)), target, interior))
+    if stats is not None:
+        for key, value in (("empty_input_regions", empty_regions),
+                           ("infeasible_unsafe_polytopes", infeasible)):
+            if value:
+                stats[key] = value
+    return Plan(tuple(cases), len(prop.cases), empty_regions, infeasible)
+
+
+def search_plan(ctx) -> Plan:
+    """The run's :class:`Plan`, made once (a twentieth of the timeout, at most 5 s)."""
+    if ctx.plan is None:
+        ctx.plan = prepare(ctx.prop, min(5.0, 0.05 * ctx.options.timeout), ctx.stats)
+    return ctx.plan
