@@ -174,36 +174,44 @@ def _farkas_exact(C, d, strict, weights) -> bool:
     return total < 0 or (total == 0 and any(strict[i] for i in support))
 
 
-def _plainly_feasible(C, d, strict) -> bool:
-    """Cheap witnesses of feasibility, so that the usual polytopes need no LP:
-    ``y = 0`` satisfies every row, or the direction ``v = -sum of the rows``
-    (scaled to max |c| = 1) decreases every non-zero row, so ``t v`` does for
-    large ``t`` (all-zero rows then need ``0 <= d``, strictly if strict)."""
-    zero_ok = np.all(np.where(strict, d > 0, d >= 0))
-    if zero_ok:
-        return True
+def screen(polytopes):
+    """Cheap exact decisions for many polytopes at once, so that the usual ones
+    need no LP. Returns (infeasible, undecided), bool arrays over the polytopes.
+
+    Infeasible: an all-zero row ``0 <= d_i`` that fails (``(< Y_0 Y_0)``).
+    Feasible (neither flag): fewer than two rows otherwise; ``y = 0``
+    satisfies every row; or the direction ``v = -(sum of the rows, each
+    scaled to max |c| = 1)`` decreases every non-zero row (then ``t v`` does
+    for large ``t``) and the all-zero rows hold. The rest is undecided.
+    """
+    count = len(polytopes)
+    C = np.vstack([p.C for p in polytopes])
+    d = np.concatenate([p.d for p in polytopes])
+    strict = np.concatenate([p.strict for p in polytopes])
+    owner = np.repeat(np.arange(count), [p.rows for p in polytopes])
     zero = ~C.any(axis=1)
-    if not np.all(np.where(strict, d > 0, d >= 0)[zero]):
-        return False
+    holds_at_zero = np.where(strict, d > 0, d >= 0)
+
+    def every(row_ok):
+        return np.bincount(owner[~row_ok], minlength=count) == 0
+
+    infeasible = ~every(~zero | holds_at_zero)
     scaled = C / _row_scale(C)[:, None]
-    slope = scaled @ -scaled.sum(axis=0)
-    return bool(np.all(slope[~zero] < 0))
+    direction = np.zeros((count, C.shape[1]))
+    np.add.at(direction, owner, -scaled)
+    slope = np.einsum("rj,rj->r", scaled, direction[owner])
+    feasible = (np.array([p.rows < 2 for p in polytopes], dtype=bool) | every(holds_at_zero)
+                | every(np.where(zero, holds_at_zero, slope < 0)))
+    return infeasible, ~infeasible & ~feasible
 
 
-def polytope_infeasible(poly) -> bool:
-    """Whether ``C y <= d`` (strict rows strictly) has no solution ``y``.
-
-    True only with an exact certificate: a row ``0 <= d_i`` that fails, or a
-    Farkas combination found by HiGHS on ``max t`` s.t. ``ĉ_i·y + t <= d̂_i``
-    (its multipliers sum to 1 and combine the rows to 0) and then checked in
-    rational arithmetic. False means feasible or not decided.
+def farkas_infeasible(poly) -> bool:
+    """Whether ``C y <= d`` has no solution, on an exact certificate: HiGHS on
+    ``max t`` s.t. ``ĉ_i·y + t <= d̂_i`` (rows scaled to max |c| = 1) gives
+    multipliers that sum to 1 and combine the rows to 0; they are checked in
+    rational arithmetic (:func:`_farkas_exact`). False: feasible or not decided.
     """
     C, d, strict = poly.C, poly.d, poly.strict
-    zero = ~C.any(axis=1)
-    if np.any(zero & np.where(strict, d <= 0, d < 0)):
-        return True
-    if poly.rows < 2 or _plainly_feasible(C, d, strict):
-        return False
     scale = _row_scale(C)
     objective = np.zeros(C.shape[1] + 1)
     objective[-1] = -1.0
@@ -213,6 +221,14 @@ def polytope_infeasible(poly) -> bool:
         return False
     weights = np.maximum(-np.asarray(res.ineqlin.marginals), 0.0) / scale
     return _farkas_exact(C, d, strict, weights)
+
+
+def polytope_infeasible(poly) -> bool:
+    """Whether ``C y <= d`` (strict rows strictly) has no solution ``y``:
+    :func:`screen`, then :func:`farkas_infeasible` if undecided. True only
+    with an exact certificate."""
+    infeasible, undecided = screen([poly])
+    return bool(infeasible[0] or (undecided[0] and farkas_infeasible(poly)))
 
 
 # ------------------------------------------------------------------ projection
@@ -418,6 +434,10 @@ class Plan:
         return "; ".join(parts)
 
 
+def _polytope_key(poly):
+    return poly.C.tobytes(), poly.C.shape, poly.d.tobytes(), poly.strict.tobytes()
+
+
 def _shrunk(A, b, lower, upper, depth: Depth):
     """``b`` minus the float32 allowance, capped at half the region's depth."""
     reach = np.maximum(np.abs(lower), np.abs(upper))
@@ -436,7 +456,11 @@ def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
     """
     deadline = time.monotonic() + budget_seconds
     cases, empty_regions, infeasible = [], 0, 0
+    dead, undecided = screen([p for case in prop.cases for p in case.unsafe])
+    ends = np.cumsum([len(case.unsafe) for case in prop.cases])
+    farkas = {}                     # one LP per distinct polytope
     for index, case in enumerate(prop.cases):
+        rows = slice(ends[index] - len(case.unsafe), ends[index])
         region = case.region
         lower, upper, A, b = region.lower, region.upper, region.A, region.b
         depth = deepest_point(lower, upper, A, b)
@@ -452,19 +476,22 @@ def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
                 continue
             if depth.x is not None and depth.t > 0:
                 interior = depth.x
-        live = []
-        for poly in case.unsafe:
-            if poly.rows >= 2 and time.monotonic() > deadline:
-                live.append(poly)       # not checked: kept, which is sound
-            elif polytope_infeasible(poly):
-                infeasible += 1
-            else:
-                live.append(poly)
+        gone = dead[rows].copy()
+        for k in np.flatnonzero(undecided[rows]):
+            if time.monotonic() > deadline:
+                break               # the rest stays in the search, which is sound
+            key = _polytope_key(case.unsafe[k])
+            if key not in farkas:
+                farkas[key] = farkas_infeasible(case.unsafe[k])
+            gone[k] = farkas[key]
+        infeasible += int(gone.sum())
+        live = tuple(p for p, out in zip(case.unsafe, gone) if not out)
         if not live:
             continue
-        target = _shrunk(A, b, lower, upper, depth)
-        search_region = InputRegion(lower, upper, A, b)
-        cases.append(SearchCase(index, Case(search_region, tuple(live)), target, interior))
+        if A.shape[0] or len(live) < len(case.unsafe):
+            case = Case(InputRegion(lower, upper, A, b), live)
+        target = _shrunk(A, b, lower, upper, depth) if A.shape[0] else b
+        cases.append(SearchCase(index, case, target, interior))
     if stats is not None:
         for key, value in (("empty_input_regions", empty_regions),
                            ("infeasible_unsafe_polytopes", infeasible)):
