@@ -11,6 +11,7 @@ from tests.builders import chain_model, save
 from tests.conftest import require_shared
 from verifier.cli import main
 from verifier.frontend import load_model
+from verifier.ir import evaluate
 from verifier.result import Verdict
 from verifier.search.attack import Targets, pgd, sample_margins
 from verifier.spec import load_property
@@ -84,6 +85,21 @@ def test_input_splitting_drops_sub_boxes_outside_the_polytope(tmp_path, sum_net)
     result = verify(sum_net, prop, Options(timeout=20))
     assert result.verdict is Verdict.UNSAT, result.reason
     assert "input splitting" in result.reason
+
+
+def test_relu_splitting_bounds_over_the_tightened_box(tmp_path):
+    # 20 inputs (ReLU splitting); y0 = sum(x) through an always-active ReLU.
+    # x0 + x1 <= -1.9 tightens x0, x1 to [-1, -0.9]: sum(x) <= 16.2 there, 20 on the box
+    layers = [("Gemm", [np.ones((1, 20), np.float32), np.full(1, 30.0, np.float32)],
+               {"transB": 1}), ("Relu", [], {}),
+              ("Gemm", [np.ones((1, 1), np.float32), np.full(1, -30.0, np.float32)],
+               {"transB": 1})]
+    net = save(chain_model(layers, (1, 20)), tmp_path / "sum20.onnx")
+    prop = write(tmp_path, prop_text([-1.0] * 20, [1.0] * 20, "(<= (+ X_0 X_1) -1.9)",
+                                     "(>= Y_0 17.0)", n_out=1))
+    result = verify(net, prop, Options(timeout=10))
+    assert result.verdict is Verdict.UNSAT, result.reason
+    assert result.stats["strategy"] == "relu-split" and "CROWN" in result.reason
 
 
 def test_no_output_assertion_is_sat_with_a_point_of_the_region(tmp_path, sum_net):
@@ -172,3 +188,40 @@ def test_audit_reproductions_on_acasxu(tmp_path, extra, verdict):
     if verdict is Verdict.SAT:
         x = result.counterexample.x.astype(np.float64)
         assert load_property(prop).is_counterexample(x, result.counterexample.y)
+
+
+@pytest.mark.parametrize("seed", [101, 104, 106, 111, 113, 125, 14, 21])
+def test_random_linear_regions_agree_with_dense_sampling(tmp_path, seed):
+    """Random ReLU nets, random rows A x <= b (some regions empty or thin) and a
+    threshold near the sampled maximum: unsat never contradicts a sampled
+    point of the region, sat carries a point of the region."""
+    rng = np.random.default_rng(seed)
+    n, hidden = int(rng.integers(2, 5)), 10
+    layers = [("Gemm", [rng.normal(size=(hidden, n)).astype(np.float32),
+                        rng.normal(size=hidden).astype(np.float32)], {"transB": 1}),
+              ("Relu", [], {}),
+              ("Gemm", [rng.normal(size=(2, hidden)).astype(np.float32),
+                        rng.normal(size=2).astype(np.float32)], {"transB": 1})]
+    net = save(chain_model(layers, (1, n)), tmp_path / "net.onnx")
+    k = int(rng.integers(1, 4))
+    A = rng.normal(size=(k, n))
+    b = A @ rng.uniform(-1, 1, n) + rng.uniform(-2.0 if seed > 99 else -0.5,
+                                                0.05 if seed > 99 else 0.8, k)
+    x = rng.uniform(-1, 1, (40000, n))
+    x = x[np.all(x @ A.T <= b, axis=1)]
+    reached = -np.inf                      # the largest sampled y0 - y1 in the region
+    if len(x):
+        y = evaluate(load_model(net), x.reshape(-1, 1, n)).reshape(-1, 2)
+        reached = float((y[:, 0] - y[:, 1]).max())
+    gap = reached + float(rng.choice([-0.002, 0.001, 0.01, 0.05, 0.3])) if len(x) else 0.0
+    rows = [f"(<= (+ {' '.join(f'(* {float(a)!r} X_{i})' for i, a in enumerate(row))}) "
+            f"{float(rhs)!r})" for row, rhs in zip(A, b)]
+    prop = write(tmp_path, prop_text([-1.0] * n, [1.0] * n, *rows, f"(>= (- Y_0 Y_1) {gap!r})"))
+    result = verify(net, prop, Options(timeout=10))
+    if reached >= gap:
+        assert result.verdict is Verdict.SAT
+    else:
+        assert result.verdict in (Verdict.SAT, Verdict.UNSAT)
+    if result.verdict is Verdict.SAT:
+        cex = result.counterexample
+        assert load_property(prop).is_counterexample(cex.x.astype(np.float64), cex.y)

@@ -53,10 +53,16 @@ FLOAT32_SHRINK = 1e-6
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def _linprog(c, A_ub, b_ub, bounds):
-    """HiGHS on ``min c·z, A_ub z <= b_ub, bounds``; the result or None on failure."""
+def _solver():
+    """scipy's ``linprog`` (imported on first use: the import takes a second or more)."""
     from scipy.optimize import linprog
 
+    return linprog
+
+
+def _linprog(c, A_ub, b_ub, bounds):
+    """HiGHS on ``min c·z, A_ub z <= b_ub, bounds``; the result or None on failure."""
+    linprog = _solver()
     try:
         res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs",
                       options=_HIGHS)
@@ -135,7 +141,7 @@ def tighten_box(lower, upper, A, b, deadline: float):
     k, n = A.shape
     scale = _row_scale(A)
     scaled, rhs = A / scale[:, None], b / scale
-    for i in range(n):
+    for i in np.flatnonzero(A.any(axis=0)):     # an input in no row keeps its bounds
         for sign in (1.0, -1.0):
             if time.monotonic() > deadline or lower[i] >= upper[i]:
                 break
@@ -454,6 +460,8 @@ def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
     of multi-row polytopes (the cheap checks always run); what is left
     unchecked is kept, which is sound.
     """
+    if any(case.region.A.shape[0] for case in prop.cases):
+        _solver()                   # the import is not part of the LP time share
     deadline = time.monotonic() + budget_seconds
     cases, empty_regions, infeasible = [], 0, 0
     dead, undecided = screen([p for case in prop.cases for p in case.unsafe])
