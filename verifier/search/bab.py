@@ -180,7 +180,7 @@ def _input_split(ctx, case_index, search_case, batch_size=256):
         if cex is None:
             worst_boxes = np.argsort(bound)[:16]
             cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes],
-                                project=search_case.project)
+                                search_case.project)
         if cex is not None:
             ctx.stats["found_by"] = "input splitting"
             return Outcome(False, "counterexample found during input splitting", cex), domains
@@ -233,14 +233,15 @@ def _box_bounds(graph, lo, hi, rows):
     return lower
 
 
-def _attack_boxes(ctx, case_index, targets, lower, upper, steps=20, project=None):
-    """A short PGD inside the given sub-boxes, against every polytope of the case."""
+def _attack_boxes(ctx, case_index, targets, lower, upper, project, steps=20):
+    """A short PGD inside the given sub-boxes (points mapped by ``project``, see
+    :func:`verifier.search.attack.pgd`), against every polytope of the case."""
     count = len(targets.C)
     lo = np.repeat(lower, count, axis=0)
     hi = np.repeat(upper, count, axis=0)
     which = np.tile(np.arange(count), len(lower))
     x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
-                       rng=ctx.rng, **({} if project is None else {"project": project}))
+                       rng=ctx.rng, project=project)
     return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
 
 
