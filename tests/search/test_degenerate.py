@@ -3,6 +3,8 @@ contradictory output constraints and single-point boxes (audit 7a3fb1e items
 B1.5, B2.2, B3.4, B3.8), on small generated networks and on acasxu."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -110,6 +112,9 @@ def test_no_output_assertion_is_sat_with_a_point_of_the_region(tmp_path, sum_net
     assert x[0] + x[1] <= -1.9 and np.all(np.abs(x) <= 1)
     text = CliRunner().invoke(main, ["bounds", str(sum_net), str(prop)]).output
     assert "no output constraint" in text and "0/1" not in text
+    data = json.loads(CliRunner().invoke(main, ["bounds", str(sum_net), str(prop),
+                                                "--json"]).output)
+    assert data["unconstrained_disjuncts"] == 1 and not data["proved"]
 
 
 def test_a_polytope_with_no_row_does_not_break_the_attack(sum_net):

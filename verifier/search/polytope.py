@@ -1,7 +1,7 @@
 """Linear input constraints and self-contradictory unsafe sets in the search.
 
 A case's input region is a box intersected with ``A x <= b``; its unsafe sets
-are polytopes ``C y <= d``. :func:`search_cases` prepares every case once,
+are polytopes ``C y <= d``. :func:`search_plan` prepares every case once,
 before falsification:
 
 * an input region that is empty is dropped: nothing in it can be unsafe;
@@ -14,7 +14,8 @@ before falsification:
 * falsification projects its points onto box ∩ {A x <= b - delta}, with delta
   large enough that rounding the point to float32 keeps it in the region;
 * input splitting drops sub-boxes that miss ``A x <= b`` and shrinks the others
-  to a box around their part of the region (:meth:`SearchCase.restrict`).
+  to a box around their part of the region (:meth:`SearchCase.restrict`: the
+  bound tightening of MIP presolve, Savelsbergh 1994, then an LP).
 
 Soundness never rests on the LP solver's tolerances. HiGHS
 (``scipy.optimize.linprog(method="highs")``) only proposes multipliers; each
@@ -24,7 +25,9 @@ decision is taken on a certificate checked here:
   region, ``c·x >= (c + Aᵀy)·x - yᵀb >= min over the box of the same``; that
   minimum is evaluated in float64 minus a rigorous allowance for its rounding
   (:func:`lagrangian_lower`). With ``c = 0`` a positive value (above
-  :data:`EMPTY_MARGIN`) proves the region empty;
+  :data:`EMPTY_MARGIN`) proves the region empty.
+  Emptiness is decided over the reals: a region with real points but no
+  float32 point is not empty (its search may then end ``unknown``);
 * output side (no box bounds the outputs), an exact rational Farkas
   combination: ``λ >= 0`` with ``λᵀC = 0`` and ``λᵀd < 0`` (or ``= 0`` with a
   strict row in its support), checked with :class:`fractions.Fraction`.
