@@ -243,7 +243,7 @@ def polytope_infeasible(poly) -> bool:
 # ------------------------------------------------------------------ projection
 
 
-def dykstra(x, lower, upper, A, target, iterations: int = 60):
+def dykstra(x, lower, upper, A, target, iterations: int):
     """Rows of ``x`` projected onto ``[lower, upper] ∩ {A x <= target}``.
 
     Dykstra's alternating projections (Boyle and Dykstra 1986) over the
@@ -312,16 +312,17 @@ class SearchCase:
     def project(self, x, lower, upper):
         """Points of ``x`` (B, n) moved into ``[lower, upper] ∩ {A x <= target}``.
 
-        Dykstra first; a point still outside is then moved along the segment
-        towards :attr:`interior` (when that lies in its box) to the first
-        point that satisfies every row, which exists because the interior
-        point does.
+        A few rounds of Dykstra first (they cost a pass over the batch each);
+        a point still outside is then moved along the segment towards
+        :attr:`interior` (when that lies in its box) to the first point that
+        satisfies every row, which exists because the interior point does.
+        Without an interior point Dykstra runs to its full iteration count.
         """
         if not self.constrained:
             return np.clip(x, lower, upper)
-        x = dykstra(x, lower, upper, self.A, self.target)
         if self.interior is None:
-            return x
+            return dykstra(x, lower, upper, self.A, self.target, iterations=60)
+        x = dykstra(x, lower, upper, self.A, self.target, iterations=2)
         values = x @ self.A.T
         bad = np.flatnonzero(np.any(values > self.target, axis=1)
                              & np.all((lower <= self.interior) & (self.interior <= upper),
