@@ -207,3 +207,8 @@ def test_usual_multi_row_polytopes_need_no_lp(monkeypatch):
     assert not polytope_infeasible(poly(rows, [0.0] * 4, [True] * 4))
     assert not polytope_infeasible(poly(rows, [0.0] * 4))
     assert not polytope_infeasible(poly([[1.0, 1.0], [1.0, -1.0]], [-3.0, -1.0]))
+    # rows on one output alone: intervals decide (touching ones go to the LP)
+    assert polytope_infeasible(poly([[1.0, 0.0], [-1.0, 0.0]], [0.0, -1.0]))
+    assert polytope_infeasible(poly([[0.0, 3.0], [0.0, -0.5], [1.0, 0.0]], [0.3, -0.1, 5.0]))
+    assert not polytope_infeasible(poly([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0]],
+                                        [2.0, -1.0, -4.0]))

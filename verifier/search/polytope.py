@@ -187,11 +187,14 @@ def screen(polytopes):
     """Cheap exact decisions for many polytopes at once, so that the usual ones
     need no LP. Returns (infeasible, undecided), bool arrays over the polytopes.
 
-    Infeasible: an all-zero row ``0 <= d_i`` that fails (``(< Y_0 Y_0)``).
-    Feasible (neither flag): fewer than two rows otherwise; ``y = 0``
-    satisfies every row; or the direction ``v = -(sum of the rows, each
-    scaled to max |c| = 1)`` decreases every non-zero row (then ``t v`` does
-    for large ``t``) and the all-zero rows hold. The rest is undecided.
+    Infeasible: an all-zero row ``0 <= d_i`` that fails (``(< Y_0 Y_0)``), or
+    two rows on one output alone that cross beyond rounding
+    (``Y_0 <= 0 and Y_0 >= 1``). Feasible (neither flag): fewer than two rows
+    otherwise; ``y = 0`` satisfies every row; the direction ``v = -(sum of
+    the rows, each scaled to max |c| = 1)`` decreases every non-zero row
+    (then ``t v`` does for large ``t``) and the all-zero rows hold; or every
+    row is on one output alone and each output's interval is wide beyond
+    rounding. The rest is undecided (touching intervals go to the LP).
     """
     count = len(polytopes)
     C = np.vstack([p.C for p in polytopes])
@@ -209,9 +212,43 @@ def screen(polytopes):
     direction = np.zeros((count, C.shape[1]))
     np.add.at(direction, owner, -scaled)
     slope = np.einsum("rj,rj->r", scaled, direction[owner])
+    crossed, wide = _intervals(C, d, owner, count)
+    infeasible |= crossed
+    single = np.count_nonzero(C, axis=1) == 1
     feasible = (np.array([p.rows < 2 for p in polytopes], dtype=bool) | every(holds_at_zero)
-                | every(np.where(zero, holds_at_zero, slope < 0)))
+                | every(np.where(zero, holds_at_zero, slope < 0))
+                | (every(np.where(zero, holds_at_zero, single)) & wide))
     return infeasible, ~infeasible & ~feasible
+
+
+def _tightest(keys, values, pick):
+    """Per distinct key, the ``pick`` (np.minimum / np.maximum) of its values."""
+    order = np.argsort(keys, kind="stable")
+    keys, values = keys[order], values[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else keys
+    return keys[starts], pick.reduceat(values, starts) if len(keys) else values
+
+
+def _intervals(C, d, owner, count):
+    """Rows with one non-zero ``c y_j <= d`` bound ``y_j`` by ``d / c``. Per
+    polytope: (some output's lower bound exceeds its upper bound by more than
+    the division's rounding, every output's interval is wider than it)."""
+    single = np.flatnonzero(np.count_nonzero(C, axis=1) == 1)
+    column = np.abs(C[single]).argmax(axis=1)
+    coef = C[single, column]
+    value = d[single] / coef
+    key = owner[single] * C.shape[1] + column
+    up_keys, up = _tightest(key[coef > 0], value[coef > 0], np.minimum)
+    low_keys, low = _tightest(key[coef < 0], value[coef < 0], np.maximum)
+    both, at_up, at_low = np.intersect1d(up_keys, low_keys, return_indices=True)
+    slack = 4 * _U64 * (np.abs(up[at_up]) + np.abs(low[at_low]))
+    gap = up[at_up] - low[at_low]
+    owners = both // C.shape[1]
+    crossed = np.zeros(count, dtype=bool)
+    crossed[owners[gap < -slack]] = True
+    wide = np.ones(count, dtype=bool)
+    wide[owners[gap <= slack]] = False
+    return crossed, wide
 
 
 def farkas_infeasible(poly) -> bool:
