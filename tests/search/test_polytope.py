@@ -15,7 +15,7 @@ from verifier.search.polytope import (
     tighten_box,
 )
 from verifier.spec import parse_vnnlib
-from verifier.spec.property import Case, InputRegion, OutputPolytope, Property
+from verifier.spec.property import Case, InputRegion, OutputPolytope
 
 
 def random_region(rng, n=4, k=3):
@@ -185,12 +185,6 @@ def test_prepare_leaves_out_empty_regions_and_contradictory_polytopes():
     (sc,) = plan.cases
     assert sc.index == 1 and len(sc.case.unsafe) == 1 and sc.case.unsafe[0].d[0] == -5.0
     assert "1 of 2 input regions are empty" in plan.reason
-
-
-def test_property_of_one_case_needs_a_polytope():
-    # guard for the normal form the module relies on
-    with pytest.raises(ValueError):
-        Property(1, 1, (Case(InputRegion([0.0], [1.0]), ()),))
 
 
 def test_usual_multi_row_polytopes_need_no_lp(monkeypatch):
