@@ -206,3 +206,13 @@ def test_usual_multi_row_polytopes_need_no_lp(monkeypatch):
     assert polytope_infeasible(poly([[0.0, 3.0], [0.0, -0.5], [1.0, 0.0]], [0.3, -0.1, 5.0]))
     assert not polytope_infeasible(poly([[1.0, 0.0], [-1.0, 0.0], [0.0, 2.0]],
                                         [2.0, -1.0, -4.0]))
+
+
+def test_prepare_without_time_for_lps_keeps_everything():
+    text = ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+            "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+            "(assert (<= (+ X_0 X_1) -0.5))\n(assert (and (< Y_0 1) (> Y_0 1)))\n")
+    prop = parse_vnnlib(text)
+    assert not prepare(prop, budget_seconds=5.0).cases             # empty region
+    (sc,) = prepare(prop, budget_seconds=-1.0).cases              # no LP: nothing decided
+    assert sc.case.region.upper.tolist() == [1.0, 1.0] and len(sc.case.unsafe) == 1

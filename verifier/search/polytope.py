@@ -497,9 +497,9 @@ def _shrunk(A, b, lower, upper, depth: Depth):
 def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
     """Drop empty regions and infeasible polytopes, tighten boxes (see module docstring).
 
-    ``budget_seconds`` bounds the time spent on box tightening and on the LPs
-    of multi-row polytopes (the cheap checks always run); what is left
-    unchecked is kept, which is sound.
+    ``budget_seconds`` bounds the time spent on LPs (emptiness, box
+    tightening, multi-row polytopes; the cheap checks always run); what is
+    left unchecked is kept as it is, which is sound.
     """
     if any(case.region.A.shape[0] for case in prop.cases):
         _solver()                   # the import is not part of the LP time share
@@ -512,7 +512,10 @@ def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
         rows = slice(ends[index] - len(case.unsafe), ends[index])
         region = case.region
         lower, upper, A, b = region.lower, region.upper, region.A, region.b
-        depth = deepest_point(lower, upper, A, b)
+        if A.shape[0] and time.monotonic() > deadline:
+            depth = Depth(np.nan, None, False)      # no time left for its LP: not decided
+        else:
+            depth = deepest_point(lower, upper, A, b)
         if depth.empty:
             empty_regions += 1
             continue
