@@ -48,7 +48,7 @@ class Context:
     start: float
     rng: np.random.Generator
     stats: dict = field(default_factory=dict)
-    plan: object = None  # verifier.search.polytope.Plan, made by search_plan()
+    plan: object = None  # verifier.search.plan.Plan, made by search_plan()
 
     @property
     def deadline(self) -> float:
@@ -117,11 +117,11 @@ def falsify(ctx: Context):
     """Sampling on every case, then PGD on every case; a replayed
     counterexample or None.
 
-    The cases are those of :func:`verifier.search.polytope.search_plan`:
+    The cases are those of :func:`verifier.search.plan.search_plan`:
     empty regions and unsafe polytopes infeasible on their own are left out,
     boxes are tightened to the linear input constraints, and every point is
     projected onto box ∩ {A x <= b} before it is evaluated."""
-    from verifier.search.polytope import search_plan
+    from verifier.search.plan import search_plan
 
     opts = ctx.options
     cases = [(sc, Targets.from_polytopes(sc.case.unsafe)) + _case_boxes(sc.case)

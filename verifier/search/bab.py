@@ -15,7 +15,7 @@ Two strategies, chosen from the problem:
   score, Bunel et al. 2020), children take the two phases.
 
 Linear input constraints ``A x <= b``: both strategies start from the case's
-box tightened by LP to the constraints (:mod:`verifier.search.polytope`), a
+box tightened by LP to the constraints (:mod:`verifier.search.plan`), a
 superset of the region, so bounds over it are a sound relaxation; input
 splitting also drops sub-boxes that miss the constraints and shrinks the
 others, ReLU splitting bounds over the tightened box only.
@@ -36,7 +36,7 @@ from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate, ops
 from verifier.ir.grad import grad_input
 from verifier.search.attack import Targets, pgd
-from verifier.search.polytope import LpBudget, search_plan
+from verifier.search.plan import LpBudget, search_plan
 from verifier.verify import try_candidates
 
 
@@ -88,7 +88,7 @@ class CaseRows:
 def prove(ctx) -> Outcome:
     """Prove every case of ``ctx.prop`` or find a counterexample.
 
-    The cases are those of :func:`verifier.search.polytope.search_plan`
+    The cases are those of :func:`verifier.search.plan.search_plan`
     (empty regions and self-contradictory unsafe polytopes are already
     decided; boxes are tightened to the linear input constraints). The reason
     of a proof names what proved each case (input splitting, CROWN,

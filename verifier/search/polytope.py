@@ -1,21 +1,9 @@
-"""Linear input constraints and self-contradictory unsafe sets in the search.
+"""Certified linear-programming facts about boxes and polytopes.
 
-A case's input region is a box intersected with ``A x <= b``; its unsafe sets
-are polytopes ``C y <= d``. :func:`search_plan` prepares every case once,
-before falsification:
-
-* an input region that is empty is dropped: nothing in it can be unsafe;
-* an unsafe polytope that is infeasible on its own is dropped (refuted before
-  any bound is computed): ``(< Y_0 Y_0)``, ``Y_0 <= 0 and Y_0 >= 1``;
-* the box of a region with rows in ``A`` is tightened by LP (min and max of
-  each input over box ∩ {A x <= b}, in a small time share). The tightened box
-  still contains the region, so bounds over it are sound: the bound engines
-  work on this box, a relaxation of the region;
-* falsification projects its points onto box ∩ {A x <= b - delta}, with delta
-  large enough that rounding the point to float32 keeps it in the region;
-* input splitting drops sub-boxes that miss ``A x <= b`` and shrinks the others
-  to a box around their part of the region (:meth:`SearchCase.restrict`: the
-  bound tightening of MIP presolve, Savelsbergh 1994, then an LP).
+The search (:mod:`verifier.search.plan`) asks three kinds of question about a
+box intersected with ``A x <= b`` and about unsafe output sets ``C y <= d``:
+is the set empty, how far does each input reach in it, and where is a point
+of it near a given one. This module answers them.
 
 Soundness never rests on the LP solver's tolerances. HiGHS
 (``scipy.optimize.linprog(method="highs")``) only proposes multipliers; each
@@ -31,6 +19,10 @@ decision is taken on a certificate checked here:
 * output side (no box bounds the outputs), an exact rational Farkas
   combination: ``λ >= 0`` with ``λᵀC = 0`` and ``λᵀd < 0`` (or ``= 0`` with a
   strict row in its support), checked with :class:`fractions.Fraction`.
+
+Sub-boxes are cut to ``A x <= b`` by the bound tightening of MIP presolve
+(Savelsbergh 1994) with outward rounding (:func:`propagate`), and points are
+projected by Dykstra's alternating projections (:func:`dykstra`).
 """
 from __future__ import annotations
 
@@ -40,23 +32,16 @@ from fractions import Fraction
 
 import numpy as np
 
-from verifier.spec.property import Case, InputRegion
-
 #: float64 unit roundoff
 _U64 = 2.0 ** -53
-#: float32 unit roundoff
-_U32 = 2.0 ** -24
 #: A region is declared empty only when the certified violation exceeds this
 #: (in units of rows scaled to max |coefficient| 1), on top of the rounding
 #: allowance of :func:`lagrangian_lower`.
 EMPTY_MARGIN = 1e-9
-#: Relative shrink of ``b`` for projected points: rounding a point to float32
-#: moves ``a·x`` by at most ~3 * 2^-24 * sum |a_j x_j|; this is ~16 times that.
-FLOAT32_SHRINK = 1e-6
 _HIGHS = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
 
 
-def _solver():
+def solver():
     """scipy's ``linprog`` (imported on first use: the import takes a second or more)."""
     from scipy.optimize import linprog
 
@@ -65,7 +50,7 @@ def _solver():
 
 def _linprog(c, A_ub, b_ub, bounds):
     """HiGHS on ``min c·z, A_ub z <= b_ub, bounds``; the result or None on failure."""
-    linprog = _solver()
+    linprog = solver()
     try:
         res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs",
                       options=_HIGHS)
@@ -74,7 +59,7 @@ def _linprog(c, A_ub, b_ub, bounds):
     return res if res.status == 0 else None
 
 
-def _row_scale(A):
+def row_scale(A):
     """max |a_ij| per row (1 for all-zero rows)."""
     norm = np.abs(A).max(axis=1) if A.size else np.ones(A.shape[0])
     return np.where(norm > 0, norm, 1.0)
@@ -116,7 +101,7 @@ def deepest_point(lower, upper, A, b) -> Depth:
     k, n = A.shape
     if k == 0:
         return Depth(np.inf, 0.5 * (lower + upper), False)
-    scale = _row_scale(A)
+    scale = row_scale(A)
     objective = np.zeros(n + 1)
     objective[-1] = -1.0
     rows = np.hstack([A / scale[:, None], np.ones((k, 1))])
@@ -142,7 +127,7 @@ def tighten_box(lower, upper, A, b, deadline: float):
     """
     lower, upper = lower.copy(), upper.copy()
     k, n = A.shape
-    scale = _row_scale(A)
+    scale = row_scale(A)
     scaled, rhs = A / scale[:, None], b / scale
     for i in np.flatnonzero(A.any(axis=0)):     # an input in no row keeps its bounds
         for sign in (1.0, -1.0):
@@ -208,7 +193,7 @@ def screen(polytopes):
         return np.bincount(owner[~row_ok], minlength=count) == 0
 
     infeasible = ~every(~zero | holds_at_zero)
-    scaled = C / _row_scale(C)[:, None]
+    scaled = C / row_scale(C)[:, None]
     direction = np.zeros((count, C.shape[1]))
     np.add.at(direction, owner, -scaled)
     slope = np.einsum("rj,rj->r", scaled, direction[owner])
@@ -258,7 +243,7 @@ def farkas_infeasible(poly) -> bool:
     rational arithmetic (:func:`_farkas_exact`). False: feasible or not decided.
     """
     C, d, strict = poly.C, poly.d, poly.strict
-    scale = _row_scale(C)
+    scale = row_scale(C)
     objective = np.zeros(C.shape[1] + 1)
     objective[-1] = -1.0
     rows = np.hstack([C / scale[:, None], np.ones((poly.rows, 1))])
@@ -311,96 +296,6 @@ def dykstra(x, lower, upper, A, target, iterations: int):
     return x
 
 
-@dataclass(frozen=True, eq=False)
-class SearchCase:
-    """A case as the search sees it.
-
-    ``index``: the case's index in the property (counterexamples are replayed
-    against the original case); ``case``: the tightened box (a superset of the
-    region, strict bounds read as their closure), the rows ``A x <= b`` and
-    the unsafe polytopes that are not infeasible on their own; ``target``:
-    ``b`` shrunk for float32 rounding (:data:`FLOAT32_SHRINK`) where points
-    are projected; ``interior``: a point of box ∩ {A x <= target} when one is
-    known (the deepest point of the depth LP), else None.
-    """
-
-    index: int
-    case: Case
-    target: np.ndarray
-    interior: np.ndarray | None = None
-
-    @property
-    def A(self) -> np.ndarray:
-        return self.case.region.A
-
-    @property
-    def b(self) -> np.ndarray:
-        return self.case.region.b
-
-    @property
-    def constrained(self) -> bool:
-        return self.A.shape[0] > 0
-
-    @property
-    def unconstrained_output(self) -> bool:
-        """Some unsafe polytope has no row: every output is unsafe."""
-        return any(p.rows == 0 for p in self.case.unsafe)
-
-    def project(self, x, lower, upper):
-        """Points of ``x`` (B, n) moved into ``[lower, upper] ∩ {A x <= target}``.
-
-        A few rounds of Dykstra first (they cost a pass over the batch each);
-        a point still outside is then moved along the segment towards
-        :attr:`interior` (when that lies in its box) to the first point that
-        satisfies every row, which exists because the interior point does.
-        Without an interior point Dykstra runs to its full iteration count.
-        """
-        if not self.constrained:
-            return np.clip(x, lower, upper)
-        if self.interior is None:
-            return dykstra(x, lower, upper, self.A, self.target, iterations=60)
-        x = dykstra(x, lower, upper, self.A, self.target, iterations=2)
-        values = x @ self.A.T
-        bad = np.flatnonzero(np.any(values > self.target, axis=1)
-                             & np.all((lower <= self.interior) & (self.interior <= upper),
-                                      axis=1))
-        if len(bad):
-            inner = self.interior @ self.A.T
-            over = values[bad] - self.target
-            step = np.where(over > 0, over / np.maximum(values[bad] - inner, 1e-300), 0.0)
-            theta = np.minimum(1.0, step.max(axis=1) * (1 + 1e-9) + 1e-12)
-            x[bad] = x[bad] + theta[:, None] * (self.interior - x[bad])
-        return x
-
-    def restrict(self, lower, upper, lp_budget: "LpBudget | None" = None):
-        """Sub-boxes (B, n) cut down to their part of ``A x <= b``.
-
-        Returns (lower, upper) of the sub-boxes that may meet the region, each
-        shrunk to a box that still contains its part of the region: one round
-        of interval constraint propagation over the rows (a row's minimum
-        over the box above ``b`` drops the box; otherwise each input is
-        bounded by what the row leaves it), with outward rounding allowances.
-        Boxes that two or more rows cut are then checked by the depth LP while
-        ``lp_budget`` lasts, and dropped only on its certificate.
-        """
-        if not self.constrained:
-            return lower, upper
-        lower, upper, keep = propagate(lower, upper, self.A, self.b)
-        lower, upper = lower[keep], upper[keep]
-        if lp_budget is not None and len(lower):
-            row_max = (np.maximum(self.A, 0) @ upper.T + np.minimum(self.A, 0) @ lower.T).T
-            cut = row_max > self.b
-            unsure = np.flatnonzero(cut.sum(axis=1) >= 2)
-            gone = np.zeros(len(lower), dtype=bool)
-            for j in unsure:
-                if not lp_budget.allows():
-                    break
-                with lp_budget:
-                    gone[j] = deepest_point(lower[j], upper[j], self.A, self.b).empty
-            lower, upper = lower[~gone], upper[~gone]
-        return lower, upper
-
-
 def propagate(lower, upper, A, b):
     """One round of interval constraint propagation of ``A x <= b`` on boxes (B, n).
 
@@ -429,131 +324,3 @@ def _propagate(lower, upper, A, b):
     upper = np.minimum(upper, new_upper)
     keep &= np.all(lower <= upper, axis=1)
     return lower, np.maximum(upper, lower), keep
-
-
-class LpBudget:
-    """A share of the search's time for LPs: ``allows()`` while the LP time
-    stays under ``share`` of the time since the budget was made."""
-
-    def __init__(self, share: float, floor: float = 0.05):
-        self.share, self.floor = share, floor
-        self.start = time.monotonic()
-        self.spent = 0.0
-        self._tick = None
-
-    def allows(self) -> bool:
-        return self.spent <= self.floor + self.share * (time.monotonic() - self.start)
-
-    def __enter__(self):
-        self._tick = time.monotonic()
-        return self
-
-    def __exit__(self, *exc):
-        self.spent += time.monotonic() - self._tick
-        return False
-
-
-# ------------------------------------------------------------------ preparation
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The cases left to search, and what was decided before any search."""
-
-    cases: tuple[SearchCase, ...]
-    regions: int
-    empty_regions: int
-    infeasible_polytopes: int
-
-    @property
-    def reason(self) -> str:
-        """What was decided before the search (the whole answer when
-        :attr:`cases` is empty)."""
-        parts = []
-        if self.empty_regions:
-            which = ("the input region is empty" if self.regions == 1 else
-                     f"{self.empty_regions} of {self.regions} input regions are empty")
-            parts.append(f"{which}: no point of the box satisfies the linear input "
-                         "constraints A x <= b (LP certificate)")
-        if self.infeasible_polytopes:
-            parts.append(f"{self.infeasible_polytopes} unsafe polytope(s) C y <= d have no "
-                         "solution on their own (contradictory output constraints)")
-        return "; ".join(parts)
-
-
-def _polytope_key(poly):
-    return poly.C.tobytes(), poly.C.shape, poly.d.tobytes(), poly.strict.tobytes()
-
-
-def _shrunk(A, b, lower, upper, depth: Depth):
-    """``b`` minus the float32 allowance, capped at half the region's depth."""
-    reach = np.maximum(np.abs(lower), np.abs(upper))
-    delta = FLOAT32_SHRINK * (np.abs(A) @ reach + np.abs(b))
-    if np.isfinite(depth.t):
-        delta = np.minimum(delta, 0.5 * max(depth.t, 0.0) * _row_scale(A))
-    return b - delta
-
-
-def prepare(prop, budget_seconds: float, stats: dict | None = None) -> Plan:
-    """Drop empty regions and infeasible polytopes, tighten boxes (see module docstring).
-
-    ``budget_seconds`` bounds the time spent on LPs (emptiness, box
-    tightening, multi-row polytopes; the cheap checks always run); what is
-    left unchecked is kept as it is, which is sound.
-    """
-    if any(case.region.A.shape[0] for case in prop.cases):
-        _solver()                   # the import is not part of the LP time share
-    deadline = time.monotonic() + budget_seconds
-    cases, empty_regions, infeasible = [], 0, 0
-    dead, undecided = screen([p for case in prop.cases for p in case.unsafe])
-    ends = np.cumsum([len(case.unsafe) for case in prop.cases])
-    farkas = {}                     # one LP per distinct polytope
-    for index, case in enumerate(prop.cases):
-        rows = slice(ends[index] - len(case.unsafe), ends[index])
-        region = case.region
-        lower, upper, A, b = region.lower, region.upper, region.A, region.b
-        if A.shape[0] and time.monotonic() > deadline:
-            depth = Depth(np.nan, None, False)      # no time left for its LP: not decided
-        else:
-            depth = deepest_point(lower, upper, A, b)
-        if depth.empty:
-            empty_regions += 1
-            continue
-        interior = None
-        if A.shape[0]:
-            share = time.monotonic() + max(0.0, deadline - time.monotonic()) / 2
-            lower, upper, crossed = tighten_box(lower, upper, A, b, share)
-            if crossed:
-                empty_regions += 1
-                continue
-            if depth.x is not None and depth.t > 0:
-                interior = depth.x
-        gone = dead[rows].copy()
-        for k in np.flatnonzero(undecided[rows]):
-            if time.monotonic() > deadline:
-                break               # the rest stays in the search, which is sound
-            key = _polytope_key(case.unsafe[k])
-            if key not in farkas:
-                farkas[key] = farkas_infeasible(case.unsafe[k])
-            gone[k] = farkas[key]
-        infeasible += int(gone.sum())
-        live = tuple(p for p, out in zip(case.unsafe, gone) if not out)
-        if not live:
-            continue
-        if A.shape[0] or len(live) < len(case.unsafe):
-            case = Case(InputRegion(lower, upper, A, b), live)
-        target = _shrunk(A, b, lower, upper, depth) if A.shape[0] else b
-        cases.append(SearchCase(index, case, target, interior))
-    if stats is not None:
-        for key, value in (("empty_input_regions", empty_regions),
-                           ("infeasible_unsafe_polytopes", infeasible)):
-            if value:
-                stats[key] = value
-    return Plan(tuple(cases), len(prop.cases), empty_regions, infeasible)
-
-
-def search_plan(ctx) -> Plan:
-    """The run's :class:`Plan`, made once (a twentieth of the timeout, at most 5 s)."""
-    if ctx.plan is None:
-        ctx.plan = prepare(ctx.prop, min(5.0, 0.05 * ctx.options.timeout), ctx.stats)
-    return ctx.plan
