@@ -61,6 +61,7 @@ class Context:
     start: float
     rng: np.random.Generator
     stats: dict = field(default_factory=dict)
+    plan: object = None  # verifier.search.plan.Plan, made by search_plan()
 
     @property
     def deadline(self) -> float:
@@ -137,25 +138,32 @@ def _case_boxes(case):
 
 def falsify(ctx: Context):
     """Sampling on every case, then PGD on every case; a replayed
-    counterexample or None."""
+    counterexample or None.
+
+    The cases are those of :func:`verifier.search.plan.search_plan`:
+    empty regions and unsafe polytopes infeasible on their own are left out,
+    boxes are tightened to the linear input constraints, and every point is
+    projected onto box ∩ {A x <= b} before it is evaluated."""
+    from verifier.search.plan import search_plan
+
     opts = ctx.options
-    cases = [(k, Targets.from_polytopes(case.unsafe)) + _case_boxes(case)
-             for k, case in enumerate(ctx.prop.cases)]
-    for k, targets, lower, upper, which in cases:
+    cases = [(sc, Targets.from_polytopes(sc.case.unsafe)) + _case_boxes(sc.case)
+             for sc in search_plan(ctx).cases]
+    for sc, targets, lower, upper, which in cases:
         x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
-                                       opts.samples, ctx.rng)
-        cex = try_candidates(ctx, k, x, margins)
+                                       opts.samples, ctx.rng, project=sc.project)
+        cex = try_candidates(ctx, sc.index, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "sampling"
             return cex
-    for k, targets, lower, upper, which in cases:
+    for sc, targets, lower, upper, which in cases:
         if ctx.out_of_time():
             return None
         x, margins, _ = pgd(ctx.graph, lower, upper, targets, which, steps=opts.pgd_steps,
                             restarts=attack_restarts(ctx, len(which)), rng=ctx.rng,
-                            deadline=ctx.deadline, clock=time.monotonic)
+                            deadline=ctx.deadline, clock=time.monotonic, project=sc.project)
         ctx.stats.setdefault("pgd_best_margin", []).append(float(margins.min()))
-        cex = try_candidates(ctx, k, x, margins)
+        cex = try_candidates(ctx, sc.index, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "pgd"
             return cex

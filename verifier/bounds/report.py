@@ -73,6 +73,11 @@ class PropertyBounds:
         return all(case.refuted for case in self.cases)
 
     @property
+    def unconstrained(self) -> int:
+        """Disjuncts with no output row: every output is unsafe, nothing to refute."""
+        return sum(d.lower.size == 0 for case in self.cases for d in case.disjuncts)
+
+    @property
     def worst_margin(self) -> float:
         """min over disjuncts of the best row's lower bound minus its margin
         (> 0: proved)."""
@@ -96,6 +101,7 @@ class PropertyBounds:
             "worst_margin": self.worst_margin,
             "disjuncts": sum(len(c.disjuncts) for c in self.cases),
             "refuted": sum(d.refuted for c in self.cases for d in c.disjuncts),
+            "unconstrained_disjuncts": self.unconstrained,
             "cases": [{
                 "refuted": case.refuted,
                 "ignored_input_constraints": case.ignored_input_constraints,

@@ -30,6 +30,10 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
             lines.append(f"    ... {len(case.output_lower) - shown} more (see --json)")
         lines.append("  unsafe disjuncts (C·y <= d):")
         for k, disjunct in enumerate(case.disjuncts):
+            if disjunct.lower.size == 0:
+                lines.append(f"    #{k:<4} no output constraint: every output is unsafe "
+                             "(nothing to refute)")
+                continue
             status = "refuted    " if disjunct.refuted else "NOT refuted"
             for r in range(disjunct.lower.size):
                 head = f"    #{k:<4} {status}" if r == 0 else " " * 22
@@ -40,7 +44,11 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
     done = sum(d.refuted for case in report.cases for d in case.disjuncts)
     verdict = ("the property holds (every unsafe disjunct refuted)" if report.proved
                else f"not proved by {report.method} alone")
-    lines.append(f"summary   {done}/{total} disjuncts refuted; {verdict}")
+    if report.unconstrained:
+        lines.append("summary   the property has no output constraint (every output is unsafe, "
+                     "nothing to refute): any input of its input region violates it")
+    else:
+        lines.append(f"summary   {done}/{total} disjuncts refuted; {verdict}")
     return "\n".join(lines)
 
 

@@ -14,6 +14,12 @@ Two strategies, chosen from the problem:
   area u*(-l)/(u-l) scaled by its back-substituted influence (a BaBSR-like
   score, Bunel et al. 2020), children take the two phases.
 
+Linear input constraints ``A x <= b``: both strategies start from the case's
+box tightened by LP to the constraints (:mod:`verifier.search.plan`), a
+superset of the region, so bounds over it are a sound relaxation; input
+splitting also drops sub-boxes that miss the constraints and shrinks the
+others, ReLU splitting bounds over the tightened box only.
+
 A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
 each row against its own float32 margin computed on that sub-problem; every
 box is first widened to its float32 hull (the inputs onnxruntime can see).
@@ -33,6 +39,7 @@ from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate, ops
 from verifier.ir.grad import grad_input
 from verifier.search.attack import Targets, pgd
+from verifier.search.plan import LpBudget, search_plan
 from verifier.verify import try_candidates
 
 
@@ -83,28 +90,59 @@ class CaseRows:
 
 
 def prove(ctx) -> Outcome:
-    """Prove every case of ``ctx.prop`` or find a counterexample."""
-    free = [int(((c.region.upper - c.region.lower) > 0).sum()) for c in ctx.prop.cases]
+    """Prove every case of ``ctx.prop`` or find a counterexample.
+
+    The cases are those of :func:`verifier.search.plan.search_plan`
+    (empty regions and self-contradictory unsafe polytopes are already
+    decided; boxes are tightened to the linear input constraints). The reason
+    of a proof names what proved each case (input splitting, CROWN,
+    alpha-CROWN, ReLU splitting).
+    """
+    plan = search_plan(ctx)
+    if not plan.cases:
+        return Outcome(True, plan.reason)
+    for sc in plan.cases:
+        if sc.unconstrained_output:
+            return Outcome(False, f"case {sc.index}: every output is unsafe (a disjunct has "
+                                  "no output constraint), but no float32 input of the input "
+                                  "region passed the replay check")
+    free = [int(((sc.case.region.upper - sc.case.region.lower) > 0).sum()) for sc in plan.cases]
     use_input_split = max(free) <= ctx.options.input_split_max_dim
-    ctx.stats["strategy"] = "input-split" if use_input_split else "relu-split"
+    ctx.stats["strategy"] = ("input-split" if use_input_split
+                             else "relu-split" if _relu_nodes(ctx.graph) else "bounds")
     total_domains = 0
-    for k, case in enumerate(ctx.prop.cases):
+    how = []
+    for sc in plan.cases:
         if use_input_split:
-            outcome, domains = _input_split(ctx, k, case)
+            outcome, domains = _input_split(ctx, sc.index, sc)
         else:
-            outcome, domains = _relu_split(ctx, k, case)
+            outcome, domains = _relu_split(ctx, sc.index, sc.case)
         total_domains += domains
         ctx.stats["domains"] = total_domains
         if not outcome.proved:
             return outcome
+        method = outcome.reason.removeprefix("proved by ")
+        if method not in how:
+            how.append(method)
+    ctx.stats["proved_by"] = how
+    before = plan.reason
     return Outcome(True, f"all {len(ctx.prop.cases)} input region(s) proved "
-                         f"({ctx.stats['strategy']}, {total_domains} sub-problems)")
+                         f"({', '.join(how)}, {total_domains} sub-problems)"
+                         + (f"; before the search: {before}" if before else ""))
 
 
-def _input_split(ctx, case_index, case, batch_size=256):
+def _input_split(ctx, case_index, search_case, batch_size=256):
     """Best-first input splitting: the open boxes with the lowest bound go first
-    (they are the likeliest to hold a counterexample, and must be split anyway)."""
+    (they are the likeliest to hold a counterexample, and must be split anyway).
+
+    With linear input constraints, sub-boxes that miss ``A x <= b`` are
+    dropped and the others shrunk around their part of the region before
+    they are bounded (:meth:`SearchCase.restrict`), and the points tried are
+    projected into the region. A sub-box that shrinks to a single point and
+    stays open ends the search (``unknown``): splitting it changes nothing."""
     graph = ctx.graph
+    case = search_case.case
+    lp_budget = LpBudget(0.1)
     rows = CaseRows.of(case)
     targets = Targets.from_polytopes(case.unsafe)
     stack_lower, stack_upper = (v[None] for v in float32_hull(case.region.lower,
@@ -125,6 +163,9 @@ def _input_split(ctx, case_index, case, batch_size=256):
         lo, hi = stack_lower[pick], stack_upper[pick]
         stack_lower, stack_upper, stack_bound = \
             stack_lower[rest], stack_upper[rest], stack_bound[rest]
+        lo, hi = search_case.restrict(lo, hi, lp_budget)
+        if not len(lo):
+            continue
         domains += len(lo)
         lower_bound, margin = _box_bounds(graph, lo, hi, rows, ctx.deadline)
         if domains == len(lo):
@@ -137,16 +178,22 @@ def _input_split(ctx, case_index, case, batch_size=256):
         bound = _worst_open(rows, lower_bound[keep], open_poly)
         # the box centres: counterexample candidates and where the split is scored
         centers = 0.5 * (lo + hi)
-        values = evaluate(graph, centers.reshape((len(centers),) + graph.input_shape),
+        points = search_case.project(centers, lo, hi)
+        values = evaluate(graph, points.reshape((len(points),) + graph.input_shape),
                           all_values=True)
-        y = values[graph.output].reshape(len(centers), -1)
-        cex = try_candidates(ctx, case_index, centers, rows.worst_margin(y)[0], 4, 1e-4)
+        y = values[graph.output].reshape(len(points), -1)
+        cex = try_candidates(ctx, case_index, points, rows.worst_margin(y)[0], 4, 1e-4)
         if cex is None:
             worst_boxes = np.argsort(bound)[:16]
-            cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes])
+            cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes],
+                                search_case.project)
         if cex is not None:
             ctx.stats["found_by"] = "input splitting"
             return Outcome(False, "counterexample found during input splitting", cex), domains
+        if not (hi > lo).any(axis=1).all():
+            return Outcome(False, "a sub-box shrank to a single point that the bounds do not "
+                                  "refute (within the decision margin) and that does not "
+                                  "replay as a counterexample"), domains
         # smear score: |d worst-open-row / dx| * width at the box centre
         row_values = y @ rows.C.T - rows.d
         row_values[~open_poly[:, rows.owner]] = -np.inf
@@ -212,14 +259,15 @@ def _root_margins(ctx, margin):
     return margin
 
 
-def _attack_boxes(ctx, case_index, targets, lower, upper, steps=20):
-    """A short PGD inside the given sub-boxes, against every polytope of the case."""
+def _attack_boxes(ctx, case_index, targets, lower, upper, project, steps=20):
+    """A short PGD inside the given sub-boxes (points mapped by ``project``, see
+    :func:`verifier.search.attack.pgd`), against every polytope of the case."""
     count = len(targets.C)
     lo = np.repeat(lower, count, axis=0)
     hi = np.repeat(upper, count, axis=0)
     which = np.tile(np.arange(count), len(lower))
     x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
-                       rng=ctx.rng)
+                       rng=ctx.rng, project=project)
     return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
 
 

@@ -119,7 +119,8 @@ class InputRegion:
         A, b: ``(k, n_inputs)`` and ``(k,)``: linear input constraints that
             are not plain bounds (k may be 0): no row has exactly one non-zero
             coefficient (such a row belongs in lower/upper; the readers put it
-            there). Their feasibility is not checked (that would need an LP).
+            there). Their feasibility is not checked here; the search
+            checks it by LP (:mod:`verifier.search.plan`).
         strict_lower, strict_upper, strict_A: bool flags, True where the bound
             or row came from ``<`` or ``>`` (all False by default). Bound
             engines may ignore them (closure, sound); counterexamples must
