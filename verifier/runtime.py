@@ -108,6 +108,8 @@ def _rebatched(proto: onnx.ModelProto) -> onnx.ModelProto:
 @contextlib.contextmanager
 def _silenced_output():
     """Send what native code and Python print to fds 1 and 2 to /dev/null."""
+    import contextlib
+    import io
     import os
     import sys
 
@@ -118,7 +120,10 @@ def _silenced_output():
     try:
         os.dup2(devnull, 1)
         os.dup2(devnull, 2)
-        yield
+        # Python-level prints too (onnxruntime's DLL preloading prints with
+        # print()), also when sys.stdout is not fd 1 (click's CliRunner)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -118,8 +118,10 @@ def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
         if len(order) else np.zeros((0, region.n_inputs), np.float32)
     C = np.vstack([p.C for p in case.unsafe])
     d = np.concatenate([p.d for p in case.unsafe])
-    gaps = decision_margins(ctx.graph, point_bounds(ctx.graph, x32), C, d).max(axis=1) \
-        if len(order) else []
+    if len(order) and len(C):
+        gaps = decision_margins(ctx.graph, point_bounds(ctx.graph, x32), C, d).max(axis=1)
+    else:  # no point, or no output row at all (every output is unsafe)
+        gaps = np.zeros(len(order))
     for k, point, gap in zip(order, x32, gaps):
         if margins[k] > slack + gap or not float32_admissible(region, point):
             continue
