@@ -295,3 +295,19 @@ def test_writer_output_is_plain_vnncomp_syntax():
     assert not re.search(r"\d[eE][-+]?\d", text)          # positional numbers only
     assert "(* 0.25 Y_2)" in text and "(- Y_1)" in text
     assert text.count("(declare-const X_") == 3 and text.count("(declare-const Y_") == 3
+
+
+def test_deeply_nested_or_keeps_the_disjunct_order_of_the_flat_or():
+    """(or a (or b (or c ...))) 3000 deep: the same polytopes, in the same
+    order, as the flat (or a b c ...); nested ors share their term lists
+    instead of copying them once per level (it was quadratic)."""
+    n = 3000
+    head = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n" \
+           "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
+    atoms = [f"(<= Y_0 {k}.5)" for k in range(n)]
+    nested = "(assert " + "".join(f"(or {a} " for a in atoms[:-1]) + atoms[-1] + ")" * (n - 1) + ")"
+    flat = "(assert (or " + " ".join(atoms) + "))"
+    deep, wide = parse_vnnlib(head + nested), parse_vnnlib(head + flat)
+    assert [float(p.d[0]) for p in deep.cases[0].unsafe] == [k + 0.5 for k in range(n)]
+    assert [(p.C.tolist(), p.d.tolist(), p.strict.tolist()) for p in deep.cases[0].unsafe] == \
+        [(p.C.tolist(), p.d.tolist(), p.strict.tolist()) for p in wide.cases[0].unsafe]

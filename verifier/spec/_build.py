@@ -173,13 +173,36 @@ class Chunk:
 
 
 class Dnf:
-    """A formula in DNF: ``terms`` is a list of tuples of chunks."""
+    """A formula in DNF: ``terms`` is a list of tuples of chunks.
 
-    __slots__ = ("terms", "loc")
+    A disjunction of DNFs keeps its children as ``parts`` (term lists and
+    child Dnfs, in order) and flattens them once, on first use of ``terms``,
+    without recursion: nested ``(or a (or b (or c ...)))`` then costs linear
+    time instead of copying every inner list once per level."""
 
-    def __init__(self, terms, loc):
-        self.terms = terms
+    __slots__ = ("_terms", "_parts", "size", "loc")
+
+    def __init__(self, terms, loc, parts=None, size=None):
+        self._terms = terms
+        self._parts = parts
+        self.size = len(terms) if size is None else size
         self.loc = loc
+
+    @property
+    def terms(self):
+        if self._terms is None:
+            flat = []
+            stack = [iter(self._parts)]
+            while stack:
+                part = next(stack[-1], None)
+                if part is None:
+                    stack.pop()
+                elif type(part) is Dnf and part._terms is None:
+                    stack.append(iter(part._parts))
+                else:
+                    flat.extend(part.terms if type(part) is Dnf else part)
+            self._terms, self._parts = flat, None
+        return self._terms
 
 
 def _too_many(count: int, limit: int, what: str, loc, source: Source):
@@ -221,15 +244,17 @@ def conjoin(children, loc, source: Source, limit: int) -> Dnf:
 
 def disjoin(children, loc, source: Source, limit: int) -> Dnf:
     """``(or children...)`` in DNF; children are Atoms or Dnfs."""
-    terms = []
+    parts, size = [], 0
     for child in children:
         if type(child) is Atom:
-            terms.append((Chunk((child,)),))
+            parts.append([(Chunk((child,)),)])
+            size += 1
         else:
-            terms.extend(child.terms)
-        if len(terms) > limit:
-            raise _too_many(len(terms), limit, "this disjunction", loc, source)
-    return Dnf(terms, loc)
+            parts.append(child)
+            size += child.size
+        if size > limit:
+            raise _too_many(size, limit, "this disjunction", loc, source)
+    return Dnf(None, loc, parts, size)
 
 
 class Variables:
