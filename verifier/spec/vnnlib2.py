@@ -54,7 +54,10 @@ def _translate(exc: Exception, source: _Source) -> PropertyError:
     except ValueError:
         match = _PARSE_ERROR.search(text)
         message = text.split(": ", 1)[-1] if text.startswith("Parse error") else text
-        if match:
+        if match:  # the location goes in front once, not again in the text
+            message = re.sub(r"\s*at line \d+, column \d+", "", message)
+            message = re.sub(r": ''$", ": unexpected end of the file (a parenthesis is not "
+                             "closed?)", message)
             return PropertyError(f"VNN-LIB 2.0: {message}", source.path,
                                  int(match.group(1)), int(match.group(2)))
         return PropertyError(f"VNN-LIB 2.0: {message}", source.path)
