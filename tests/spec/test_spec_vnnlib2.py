@@ -112,7 +112,7 @@ def test_errors(text, message, line, column):
     with pytest.raises(PropertyError) as info:
         parse_vnnlib(text, path="q.vnnlib")
     assert message in info.value.detail
-    assert "line" not in info.value.detail and "''" not in info.value.detail  # location once
+    assert "at line" not in info.value.detail and "''" not in info.value.detail  # location once
     assert (info.value.path, info.value.line, info.value.column) == ("q.vnnlib", line, column)
 
 
