@@ -99,3 +99,23 @@ def test_mnist_property_is_proved_by_crown():
     assert not bound_property(graph, prop, method="ibp").proved
     crown = bound_property(graph, prop, method="crown")
     assert crown.proved and crown.worst_margin > 0.1
+
+
+def test_text_output_shows_32_disjuncts_and_counts_the_rest(tmp_path):
+    """audit B4.4: 50k disjuncts printed 250 000 lines; the text now stops at 32
+    disjuncts per region and says how many more there are and how many of
+    them are open (--json keeps them all)."""
+    from tests.builders import chain_model, save
+
+    model = save(chain_model([("Relu", [], {})], (1, 1)), tmp_path / "relu.onnx")
+    rows = " ".join(f"(<= Y_0 {-k - 10}.0)" for k in range(99)) + " (>= Y_0 0.5)"
+    prop = tmp_path / "many.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
+                    f"(assert (or {rows}))\n")
+    text = CliRunner().invoke(main, ["bounds", str(model), str(prop)])
+    assert text.exit_code == 0, text.output
+    assert "... 68 more disjuncts, 1 of them not refuted" in text.output
+    assert len(text.output.splitlines()) < 60
+    data = json.loads(CliRunner().invoke(main, ["bounds", str(model), str(prop), "--json"]).output)
+    assert data["disjuncts"] == 100 and data["refuted"] == 99

@@ -12,7 +12,7 @@ def _interval(lower, upper) -> str:
     return f"[{lower:.6g}, {upper:.6g}]"
 
 
-def _render(model, prop_path, report, max_outputs=32) -> str:
+def _render(model, prop_path, report, max_outputs=32, max_disjuncts=32) -> str:
     lines = [f"model     {model}", f"property  {prop_path}",
              f"method    {report.method} ({report.seconds:.3f} s); a row C·y - d is refuted "
              f"when its lower bound is > its float32 margin"
@@ -30,6 +30,12 @@ def _render(model, prop_path, report, max_outputs=32) -> str:
             lines.append(f"    ... {len(case.output_lower) - shown} more (see --json)")
         lines.append("  unsafe disjuncts (C·y <= d):")
         for k, disjunct in enumerate(case.disjuncts):
+            if k == max_disjuncts:
+                rest = case.disjuncts[k:]
+                lines.append(f"    ... {len(rest)} more disjuncts, "
+                             f"{sum(not d.refuted for d in rest)} of them not refuted "
+                             "(see --json)")
+                break
             if disjunct.lower.size == 0:
                 lines.append(f"    #{k:<4} no output constraint: every output is unsafe "
                              "(nothing to refute)")
