@@ -25,12 +25,9 @@ import numpy as np
 
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.inputs import Box
-from verifier.bounds.margin import refuted
 from verifier.bounds.result import BoundOptions
-from verifier.ir import evaluate, ops
-from verifier.ir.grad import grad_input
-from verifier.search.attack import Targets, pgd
-from verifier.verify import try_candidates
+from verifier.ir import ops
+from verifier.search.rows import CaseRows
 
 
 @dataclass
@@ -38,44 +35,6 @@ class Outcome:
     proved: bool
     reason: str
     counterexample: object = None
-
-
-@dataclass(frozen=True)
-class CaseRows:
-    """All rows of a case's polytopes stacked: C (R, n_out), d (R,), owner (R,)."""
-
-    C: np.ndarray
-    d: np.ndarray
-    owner: np.ndarray
-    count: int
-
-    @classmethod
-    def of(cls, case):
-        C = np.vstack([p.C for p in case.unsafe])
-        d = np.concatenate([p.d for p in case.unsafe])
-        owner = np.concatenate([np.full(p.rows, k) for k, p in enumerate(case.unsafe)])
-        return cls(C, d, owner, len(case.unsafe))
-
-    def open_polytopes(self, lower):
-        """(B, P) bool: polytopes not refuted by row lower bounds (B, R)."""
-        row_refuted = refuted(lower)
-        closed = np.zeros((lower.shape[0], self.count), dtype=bool)
-        for k in range(self.count):
-            closed[:, k] = row_refuted[:, self.owner == k].any(axis=1)
-        return ~closed
-
-    def worst_margin(self, y):
-        """(B,) min over polytopes of max over its rows of C y - d, and the row."""
-        values = y @ self.C.T - self.d
-        best = np.full(len(y), np.inf)
-        row = np.zeros(len(y), dtype=int)
-        for k in range(self.count):
-            idx = np.flatnonzero(self.owner == k)
-            worst = idx[values[:, idx].argmax(axis=1)]
-            margin = values[np.arange(len(y)), worst]
-            better = margin < best
-            best[better], row[better] = margin[better], worst[better]
-        return best, row
 
 
 def prove(ctx) -> Outcome:
@@ -97,104 +56,12 @@ def prove(ctx) -> Outcome:
                          f"({ctx.stats['strategy']}, {total_domains} sub-problems)")
 
 
-def _input_split(ctx, case_index, case, batch_size=256):
-    """Best-first input splitting: the open boxes with the lowest bound go first
-    (they are the likeliest to hold a counterexample, and must be split anyway)."""
-    graph = ctx.graph
-    rows = CaseRows.of(case)
-    targets = Targets.from_polytopes(case.unsafe)
-    stack_lower = case.region.lower[None].copy()
-    stack_upper = case.region.upper[None].copy()
-    stack_bound = np.array([-np.inf])
-    domains = 0
-    while len(stack_lower):
-        if ctx.out_of_time():
-            return Outcome(False, f"time ran out with {len(stack_lower)} open sub-boxes "
-                                  f"(input splitting, worst bound "
-                                  f"{stack_bound.min():.4g})"), domains
-        if len(stack_lower) > batch_size:
-            pick = np.argpartition(stack_bound, batch_size)[:batch_size]
-            rest = np.ones(len(stack_lower), dtype=bool)
-            rest[pick] = False
-        else:
-            pick, rest = np.arange(len(stack_lower)), np.zeros(len(stack_lower), dtype=bool)
-        lo, hi = stack_lower[pick], stack_upper[pick]
-        stack_lower, stack_upper, stack_bound = \
-            stack_lower[rest], stack_upper[rest], stack_bound[rest]
-        domains += len(lo)
-        lower_bound = _box_bounds(graph, lo, hi, rows)
-        open_poly = rows.open_polytopes(lower_bound)
-        keep = open_poly.any(axis=1)
-        if not keep.any():
-            continue
-        lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
-        bound = _worst_open(rows, lower_bound[keep], open_poly)
-        # the box centres: counterexample candidates and where the split is scored
-        centers = 0.5 * (lo + hi)
-        values = evaluate(graph, centers.reshape((len(centers),) + graph.input_shape),
-                          all_values=True)
-        y = values[graph.output].reshape(len(centers), -1)
-        cex = try_candidates(ctx, case_index, centers, rows.worst_margin(y)[0], 4, 1e-4)
-        if cex is None:
-            worst_boxes = np.argsort(bound)[:16]
-            cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes])
-        if cex is not None:
-            ctx.stats["found_by"] = "input splitting"
-            return Outcome(False, "counterexample found during input splitting", cex), domains
-        # smear score: |d worst-open-row / dx| * width at the box centre
-        row_values = y @ rows.C.T - rows.d
-        row_values[~open_poly[:, rows.owner]] = -np.inf
-        worst = row_values.argmax(axis=1)
-        cot = rows.C[worst].reshape(values[graph.output].shape)
-        grad = np.abs(grad_input(graph, values, cot).reshape(len(centers), -1))
-        width = hi - lo
-        score = (grad + 1e-12) * width
-        score[width <= 0] = -1.0
-        dim = score.argmax(axis=1)
-        mid = centers[np.arange(len(lo)), dim]
-        left_hi, right_lo = hi.copy(), lo.copy()
-        left_hi[np.arange(len(lo)), dim] = mid
-        right_lo[np.arange(len(lo)), dim] = mid
-        stack_lower = np.vstack([stack_lower, lo, right_lo])
-        stack_upper = np.vstack([stack_upper, left_hi, hi])
-        stack_bound = np.concatenate([stack_bound, bound, bound])
-    return Outcome(True, "proved by input splitting"), domains
+def _input_split(ctx, case_index, case):
+    """Input splitting (:mod:`verifier.search.input_split`)."""
+    from verifier.search.input_split import search
 
-
-_RECOMPUTE = BoundOptions(recompute_intermediate=True)
-
-
-def _box_bounds(graph, lo, hi, rows):
-    """Lower bounds (B, R) of the case's rows on boxes: forward symbolic bounds
-    first (cheap with few inputs); the boxes they leave open get CROWN, which
-    also recomputes the intermediate bounds and keeps the tighter of its own
-    and the forward ones."""
-    from verifier.bounds.forward import output_lower
-
-    forward = output_lower(graph, lo, hi, rows.C, rows.d)
-    if forward is None:
-        return compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                              upper=False).lower
-    lower, intervals = forward
-    still = np.flatnonzero(rows.open_polytopes(lower).any(axis=1))
-    if len(still):
-        crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
-                               d=rows.d, upper=False,
-                               intermediate={k: v.take(still) for k, v in intervals.items()},
-                               options=_RECOMPUTE)
-        lower[still] = np.maximum(lower[still], crown.lower)
-    return lower
-
-
-def _attack_boxes(ctx, case_index, targets, lower, upper, steps=20):
-    """A short PGD inside the given sub-boxes, against every polytope of the case."""
-    count = len(targets.C)
-    lo = np.repeat(lower, count, axis=0)
-    hi = np.repeat(upper, count, axis=0)
-    which = np.tile(np.arange(count), len(lower))
-    x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
-                       rng=ctx.rng)
-    return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
+    result = search(ctx, case_index, case)
+    return Outcome(result.proved, result.reason, result.counterexample), result.boxes
 
 
 # ---------------------------------------------------------------- ReLU splitting
@@ -236,7 +103,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), root.alpha,
-                       float(_worst_open(rows, root.lower)[0]),
+                       float(rows.worst_open(root.lower)[0]),
                        {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10)
@@ -278,7 +145,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
-        bounds = _worst_open(rows, result.lower, open_poly)
+        bounds = rows.worst_open(result.lower, open_poly)
         for j in still:
             domains.append(_Domain(
                 children[j].splits,
@@ -309,16 +176,6 @@ class _Domain:
     alpha: object
     bound: float
     scores: dict = None  # Relu node -> (n,) BaBSR-style split scores
-
-
-def _worst_open(rows, lower, open_poly=None):
-    """Per element, the smallest 'best row' lower bound over open polytopes."""
-    best = np.full((lower.shape[0], rows.count), np.inf)
-    for k in range(rows.count):
-        best[:, k] = lower[:, rows.owner == k].max(axis=1)
-    if open_poly is not None:
-        best[~open_poly] = np.inf
-    return best.min(axis=1)
 
 
 def _stack_intervals(tables):

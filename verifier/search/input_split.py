@@ -1,0 +1,212 @@
+"""Input splitting for few-input networks (acasxu's 5 inputs, control policies).
+
+A queue of sub-boxes of one input region. Each round takes the ``batch``
+open boxes with the lowest parent bound (likeliest to hold a counterexample)
+and bounds them all at once:
+
+1. forward symbolic bounds (:mod:`verifier.bounds.forward`, a few matrix
+   products over every box together) give a linear lower bound
+   ``coef·x + const`` of every property row on every box;
+2. the boxes they leave open get one backward CROWN pass that reuses those
+   intermediate bounds (no per-neuron passes), kept where tighter.
+
+A box is closed when every unsafe polytope of the case is refuted on it
+(:func:`verifier.bounds.margin.refuted`). An open box is split in two at the
+middle of the input with the largest ``|coef_i| x width_i`` of its worst
+open row (the "smear" of ReluVal, Wang et al. 2018, read off the symbolic
+bound for free): halving that input raises the linear bound the most.
+
+Falsification is amortised over the bound calls: the centre and the
+minimiser of the linear bound of each open box are evaluated in float64 (one
+batched forward pass), and only points whose float64 margin is violated are
+replayed through onnxruntime; a short PGD on the few worst boxes runs only
+while attacks have used under ``attack_share`` of the search time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifier.bounds.engine import compute_bounds
+from verifier.bounds.forward import spec_lower
+from verifier.bounds.inputs import Box
+from verifier.ir import evaluate
+from verifier.search.attack import Targets, pgd
+from verifier.search.rows import CaseRows
+
+
+@dataclass
+class SplitOutcome:
+    """How one region's search ended: proved, or a counterexample, or time."""
+
+    proved: bool
+    reason: str
+    counterexample: object = None
+    boxes: int = 0
+
+
+@dataclass
+class SplitSettings:
+    batch: int = 4096            # boxes bounded per round
+    crown: bool = True           # CROWN on boxes the forward bounds leave open
+    attack_share: float = 0.1    # at most this share of the time in PGD
+    attack_boxes: int = 8        # worst boxes attacked per PGD run
+    attack_steps: int = 20
+
+
+class BoxQueue:
+    """Open sub-boxes with the lower bound of their parent, as flat arrays."""
+
+    def __init__(self, lower, upper):
+        self.lower = lower[None].astype(np.float64)
+        self.upper = upper[None].astype(np.float64)
+        self.bound = np.array([-np.inf])
+
+    def __len__(self):
+        return len(self.lower)
+
+    def pop_worst(self, count):
+        """Remove and return the ``count`` boxes with the lowest bound."""
+        if len(self) > count:
+            pick = np.argpartition(self.bound, count)[:count]
+            rest = np.ones(len(self), dtype=bool)
+            rest[pick] = False
+        else:
+            pick, rest = np.arange(len(self)), np.zeros(len(self), dtype=bool)
+        taken = self.lower[pick], self.upper[pick]
+        self.lower, self.upper, self.bound = self.lower[rest], self.upper[rest], self.bound[rest]
+        return taken
+
+    def push(self, lower, upper, bound):
+        self.lower = np.concatenate([self.lower, lower])
+        self.upper = np.concatenate([self.upper, upper])
+        self.bound = np.concatenate([self.bound, bound])
+
+
+def box_bounds(graph, lower, upper, rows: CaseRows, crown: bool = True):
+    """Lower bounds (B, R) of the case's rows on boxes (B, n_in), and the input
+    coefficients (B, R, n_in) of the forward linear lower bound of each row.
+
+    Graphs the forward bounds do not support get CROWN alone (coefficients None).
+    """
+    forward = spec_lower(graph, lower, upper, rows.C, rows.d)
+    if forward is None:
+        return compute_bounds(graph, Box(lower, upper), method="crown", C=rows.C, d=rows.d,
+                              upper=False).lower, None
+    bound, coef, intervals = forward
+    still = np.flatnonzero(rows.open_polytopes(bound).any(axis=1))
+    if crown and len(still):
+        result = compute_bounds(graph, Box(lower[still], upper[still]), method="crown",
+                                C=rows.C, d=rows.d, upper=False,
+                                intermediate={k: v.take(still) for k, v in intervals.items()})
+        bound[still] = np.maximum(bound[still], result.lower)
+    return bound, coef
+
+
+def split_dimension(rows: CaseRows, bound, coef, open_poly, lower, upper):
+    """Per box, the input to halve: largest |coef| x width on the best row of
+    its worst open polytope (widest input when no coefficients are known)."""
+    width = upper - lower
+    if coef is None:
+        return width.argmax(axis=1)
+    best, best_row = rows.best_rows(bound)
+    best = np.where(open_poly, best, np.inf)
+    pick = np.arange(len(bound))
+    row = best_row[pick, best.argmin(axis=1)]
+    score = np.abs(coef[pick, row]) * width
+    score[width <= 0] = -1.0
+    return score.argmax(axis=1)
+
+
+def bisect(lower, upper, dim):
+    """The two halves of each box along ``dim`` (B,): (lower, upper) of both, stacked."""
+    pick = np.arange(len(lower))
+    mid = 0.5 * (lower[pick, dim] + upper[pick, dim])
+    left_upper, right_lower = upper.copy(), lower.copy()
+    left_upper[pick, dim] = mid
+    right_lower[pick, dim] = mid
+    return np.concatenate([lower, right_lower]), np.concatenate([left_upper, upper])
+
+
+def candidate_points(rows: CaseRows, coef, bound, open_poly, lower, upper):
+    """Box centres, plus (with coefficients) the corner minimising the linear
+    lower bound of each box's worst open row: where a counterexample is likeliest."""
+    centre = 0.5 * (lower + upper)
+    if coef is None:
+        return centre
+    best, best_row = rows.best_rows(bound)
+    best = np.where(open_poly, best, np.inf)
+    pick = np.arange(len(bound))
+    direction = coef[pick, best_row[pick, best.argmin(axis=1)]]
+    corner = np.where(direction > 0, lower, upper)
+    return np.concatenate([centre, corner])
+
+
+def search(ctx, case_index, case, settings: SplitSettings | None = None) -> SplitOutcome:
+    """Prove the case's region safe, or find a replayed counterexample in it
+    (``ctx.stats['search_seconds']`` adds the time spent here)."""
+    tick = time.monotonic()
+    try:
+        return _search(ctx, case_index, case, settings)
+    finally:
+        ctx.stats["search_seconds"] = round(
+            ctx.stats.get("search_seconds", 0.0) + time.monotonic() - tick, 4)
+
+
+def _search(ctx, case_index, case, settings):
+    from verifier.verify import try_candidates
+
+    settings = settings or SplitSettings()
+    graph = ctx.graph
+    rows = CaseRows.of(case)
+    targets = Targets.from_polytopes(case.unsafe)
+    queue = BoxQueue(case.region.lower, case.region.upper)
+    started = time.monotonic()
+    attack_seconds = 0.0
+    boxes = 0
+    while len(queue):
+        if ctx.out_of_time():
+            return SplitOutcome(False, f"time ran out with {len(queue)} open sub-boxes "
+                                       f"(input splitting, worst bound "
+                                       f"{queue.bound.min():.4g})", boxes=boxes)
+        lower, upper = queue.pop_worst(settings.batch)
+        boxes += len(lower)
+        bound, coef = box_bounds(graph, lower, upper, rows, settings.crown)
+        open_poly = rows.open_polytopes(bound)
+        keep = np.flatnonzero(open_poly.any(axis=1))
+        if not len(keep):
+            continue
+        lower, upper, bound, open_poly = lower[keep], upper[keep], bound[keep], open_poly[keep]
+        coef = None if coef is None else coef[keep]
+        points = candidate_points(rows, coef, bound, open_poly, lower, upper)
+        y = evaluate(graph, points.reshape((len(points),) + graph.input_shape))
+        margins, _ = rows.worst_margin(y.reshape(len(points), -1))
+        cex = try_candidates(ctx, case_index, points, margins, 4, 1e-4)
+        worst = rows.worst_open(bound, open_poly)
+        if cex is None and attack_seconds < settings.attack_share * (time.monotonic() - started):
+            tick = time.monotonic()
+            chosen = np.argsort(worst)[:settings.attack_boxes]
+            cex = _attack(ctx, case_index, targets, lower[chosen], upper[chosen],
+                          settings.attack_steps)
+            attack_seconds += time.monotonic() - tick
+        if cex is not None:
+            ctx.stats["found_by"] = "input splitting"
+            return SplitOutcome(False, "counterexample found during input splitting", cex,
+                                boxes)
+        dim = split_dimension(rows, bound, coef, open_poly, lower, upper)
+        queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]))
+    return SplitOutcome(True, "proved by input splitting", boxes=boxes)
+
+
+def _attack(ctx, case_index, targets, lower, upper, steps):
+    """A short PGD inside the given sub-boxes, against every polytope of the case."""
+    from verifier.verify import try_candidates
+
+    count = len(targets.C)
+    which = np.tile(np.arange(count), len(lower))
+    x, margin, _ = pgd(ctx.graph, np.repeat(lower, count, axis=0),
+                       np.repeat(upper, count, axis=0), targets, which, steps=steps,
+                       restarts=1, rng=ctx.rng)
+    return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
