@@ -47,13 +47,18 @@ def _affine(W, lo_form, up_form):
     up = up_form.reshape(n, -1)
     new_lo = pos @ lo + neg @ up
     new_up = pos @ up + neg @ lo
-    return new_lo.reshape(-1, batch, cols), new_up.reshape(-1, batch, cols)
+    shape = (W.shape[0], batch, cols)
+    return new_lo.reshape(shape), new_up.reshape(shape)
 
 
-def forward_bounds(graph, lower, upper):
+def forward_bounds(graph, lower, upper, given=None):
     """Pre-activation intervals of every Relu/PRelu and the output's forms.
 
-    ``lower``/``upper``: (B, d) boxes. Returns (intervals: node index ->
+    ``lower``/``upper``: (B, d) boxes. ``given``: optional node index ->
+    Interval (B, n) of sound bounds of that Relu/PRelu's input found another
+    way (e.g. by CROWN); they are intersected with the forward ones, so the
+    relaxations and forms usually get tighter (not always: DeepPoly's lower
+    slope can flip, so callers keep the best of the bounds they have). Returns (intervals: node index ->
     Interval (B, n) of the node's input, (lo_form, up_form) of the output,
     each (m, B, d+1): ``lo_form[j, b]·[x; 1] <= y_j <= up_form[j, b]·[x; 1]``
     for x in box b) or None if the graph has an unsupported op.
@@ -87,6 +92,9 @@ def forward_bounds(graph, lower, upper):
         elif isinstance(node, (ops.Relu, ops.PRelu)):
             l = _concretize(lo, center, radius)
             u = -_concretize(-up, center, radius)
+            if given is not None and i in given:
+                l = np.maximum(l, given[i].lower.T)
+                u = np.minimum(u, given[i].upper.T)
             l = np.minimum(l, u)
             intervals[i] = Interval(np.ascontiguousarray(l.T), np.ascontiguousarray(u.T))
             slope = 0.0 if isinstance(node, ops.Relu) else \
@@ -118,12 +126,12 @@ def _relu_forms(lo, up, l, u, slope):
     return new_lo, new_up
 
 
-def spec_lower(graph, lower, upper, C, d):
+def spec_lower(graph, lower, upper, C, d, given=None):
     """Lower bounds (B, R) of ``C·y - d`` (C (R, m), d (R,)) on boxes (B, n_in),
     the input coefficients (B, R, n_in) of the linear lower bound each comes
     from (``bound >= coef·x + const`` on the box), and the intervals of
     :func:`forward_bounds`; None for unsupported graphs."""
-    result = forward_bounds(graph, lower, upper)
+    result = forward_bounds(graph, lower, upper, given)
     if result is None:
         return None
     intervals, (lo, up) = result
