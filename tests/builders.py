@@ -46,6 +46,25 @@ def single_node_model(op_type, input_shape, inputs=(X,), attrs=None, opset=17,
     return model
 
 
+def graph_model(nodes, inits, input_shape, output, opset=17):
+    """A model of ``nodes`` (onnx.helper nodes) reading the input ``x``;
+    ``inits`` maps initializer names to arrays (stored as float32 unless
+    they are integer arrays); ``output`` names the graph output."""
+    initializers = []
+    for name, value in inits.items():
+        array = np.asarray(value)
+        if array.dtype.kind != "i":
+            array = array.astype(np.float32)
+        initializers.append(numpy_helper.from_array(array, name))
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+        initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = IR_VERSION
+    return model
+
+
 def chain_model(layers, input_shape, opset=17):
     """A model of nodes applied in sequence: ``layers`` is a list of
     (op_type, [extra constant inputs], attrs)."""

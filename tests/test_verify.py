@@ -10,8 +10,10 @@ from click.testing import CliRunner
 from tests.builders import chain_model, save
 from verifier.cli import main
 from verifier.result import (
-    Counterexample, Result, Verdict, float32_inside, format_result, replay_counterexample,
+    Counterexample, Result, Verdict, float32_admissible, float32_inside, format_result,
+    replay_counterexample,
 )
+from verifier.spec.property import InputRegion, OutputPolytope
 from verifier.verify import Options, verify
 
 
@@ -103,9 +105,8 @@ def test_result_writer_golden_text():
 
     class Prop:
         class _Case:
-            @staticmethod
-            def is_counterexample(x, y, tol=0.0):
-                return y[0] > 0.5
+            region = InputRegion([-2.0, -2.0], [2.0, 2.0])
+            unsafe = (OutputPolytope([[-1.0]], [-0.5], [True]),)  # y_0 > 0.5
 
         cases = (_Case,)
 
@@ -216,3 +217,31 @@ def test_smoothing_never_changes_a_decided_answer(tmp_path, abs_net):
     data = json.loads(result.output)
     assert result.exit_code == 0 and data["result"] == "unsat"
     assert "smoothing" not in data["stats"]
+
+
+def test_boxes_pinning_inputs_to_non_float32_values_keep_their_counterexample(tmp_path):
+    """collins_rul_cnn-style: 100 inputs fixed at 0.1 (no float32 equals 0.1),
+    one free; the centre violates the property. The nearest float32 (0.1f)
+    stands for 0.1: the answer is sat and the result file carries 0.1f."""
+    model = chain_model([("Gemm", [np.ones((1, 101), np.float32)], {"transB": 1})], (1, 101))
+    path = save(model, tmp_path / "pinned.onnx")
+    lower, upper = np.full(101, 0.1), np.full(101, 0.1)
+    lower[100], upper[100] = -1.0, 1.0
+    prop = write(tmp_path, "pinned.vnnlib", box_property(lower, upper, "(>= Y_0 9.5)", 1))
+    out = tmp_path / "pinned.txt"
+    result = CliRunner().invoke(main, ["verify", str(path), str(prop), "--result-file", str(out),
+                                       "--timeout", "20"])
+    assert result.exit_code == 1, result.output
+    text = out.read_text().splitlines()
+    assert text[0] == "sat"
+    assert f"(X_0 {float(np.float32(0.1))!r})" in text[1]
+
+
+def test_float32_admissible_is_the_float32_rounding_of_the_box():
+    region = InputRegion([0.1, 0.0], [0.1, 1.0], strict_upper=[False, True])
+    tenth = np.float32(0.1)
+    assert float32_admissible(region, [tenth, 0.5])
+    assert float32_admissible(region, [np.nextafter(tenth, np.float32(0)), 0.5])  # other side
+    assert not float32_admissible(region, [np.nextafter(tenth, np.float32(1)), 0.5])
+    assert not float32_admissible(region, [tenth, 1.0])  # a float32 strict bound stays strict
+    assert float32_inside(np.array([0.1, 0.5]), region.lower, region.upper)[0] == tenth

@@ -1,4 +1,4 @@
-from verifier.cli import main
+from verifier.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

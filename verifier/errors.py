@@ -61,6 +61,18 @@ class UnsupportedModelError(ModelError):
         )
 
 
+class UnsupportedGraphError(UnsupportedModelError):
+    """The model as a whole is outside what the verifier handles (several
+    inputs or outputs, a non-float input, an output that does not depend on
+    the input): a model-level reason, no node to blame (``nodes`` is empty)."""
+
+    def __init__(self, reason: str, path: str | None = None):
+        self.nodes = []
+        self.reason = reason
+        where = f" in {path}" if path else ""
+        VerifierError.__init__(self, f"unsupported model{where}: {reason}")
+
+
 class PropertyError(VerifierError):
     """A property file is malformed; names the file, line and column."""
 

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from verifier.crosscheck import float64_model, reference_session
 from verifier.frontend import read_model_proto
 from verifier.frontend.loader import lower_model
 from verifier.ir import evaluate
@@ -61,78 +62,53 @@ def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.abs(got - expected).max(initial=0.0)) / scale
 
 
-def float64_model(proto):
-    """A copy of ``proto`` computing in float64 (weights, constants, casts, I/O).
-
-    The IR is exact float64 arithmetic; comparing it with onnxruntime running
-    the same graph in float64 checks the semantics without float32 rounding
-    (which alone reaches 2e-5 relative on acasxu networks with small outputs).
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    graph = model.graph
-    FLOAT, DOUBLE = onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE
-
-    def widen(tensor):
-        if tensor.data_type == FLOAT:
-            tensor.CopyFrom(numpy_helper.from_array(
-                numpy_helper.to_array(tensor).astype(np.float64), tensor.name))
-
-    for tensor in graph.initializer:
-        widen(tensor)
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
-                widen(attr.t)
-            elif node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
-                attr.i = DOUBLE
-    for value in list(graph.input) + list(graph.output):
-        if value.type.tensor_type.elem_type == FLOAT:
-            value.type.tensor_type.elem_type = DOUBLE
-    del graph.value_info[:]
-    return model
-
-
-def self_check(graph: Graph, proto, samples: int = 8, seed: int = 0) -> tuple[float, str]:
+def self_check(graph: Graph, proto, samples: int = 8, seed: int = 0,
+               session=None) -> tuple[float, str]:
     """Max relative error between the IR evaluator and onnxruntime on random inputs.
 
-    onnxruntime runs the model converted to float64 where it has float64
-    kernels for every op; otherwise the float32 model (and float32 rounding
-    then counts in the error).
+    onnxruntime runs the model converted to float64 (the ops it has no
+    float64 kernels for in float32, see
+    :func:`verifier.crosscheck.reference_session`); otherwise the float32 model (``session`` when
+    given; float32 rounding then counts in the error).
     """
     from verifier.runtime import open_session
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(samples,) + graph.input_shape)
-    try:
-        session = open_session(float64_model(proto), device="cpu")
-        precision = "float64"
-    except Exception:  # noqa: BLE001 - no float64 kernel for some op: use float32
-        session = open_session(proto, device="cpu")
+    reference, float32_ops = reference_session(proto)
+    if reference is not None:
+        precision = "float64" + (f" ({', '.join(float32_ops)} in float32)" if float32_ops else "")
+    else:  # no float64 kernel for some op: use float32
+        reference = session or open_session(proto, device="cpu")
         precision = "float32"
         x = x.astype(np.float32)
-    expected = session.run(x.reshape((samples,) + tuple(session.input_shape)))
+    expected = reference.run(x.reshape((samples,) + tuple(reference.input_shape)))
     got = evaluate(graph, x.astype(np.float64))
     return relative_error(got.reshape(samples, -1), expected.reshape(samples, -1)), \
-        f"{session.provider}, {precision}"
+        f"{reference.provider}, {precision}"
 
 
 def inspect_model(path, samples: int = 8, seed: int = 0) -> ModelReport:
-    """Load ``path``, describe its IR and compare the IR with onnxruntime."""
+    """Load ``path``, describe its IR and compare the IR with onnxruntime.
+
+    Raises :class:`verifier.errors.ModelError` when onnxruntime cannot run
+    the model (checked even with ``samples=0``).
+    """
+    from verifier.runtime import open_session
+
     start = time.perf_counter()
     proto = read_model_proto(path)
     graph = lower_model(proto, os.fspath(path))
     load_seconds = time.perf_counter() - start
+    session = open_session(proto, device="cpu", name=os.fspath(path))
     layers = [Layer(i, type(n).__name__, n.name, list(n.inputs), list(n.shape),
                     n.parameter_count(), n.describe()) for i, n in enumerate(graph.nodes)]
     report = ModelReport(os.fspath(path), graph.input_name, list(graph.input_shape),
                          graph.output_name, list(graph.output_shape), graph.opset,
                          graph.parameter_count(), layers, load_seconds)
     if samples > 0:
-        report.max_relative_error, report.provider = self_check(graph, proto, samples, seed)
+        report.max_relative_error, report.provider = self_check(
+            graph, proto, samples, seed, session)
         report.samples = samples
     return report
 

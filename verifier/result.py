@@ -4,19 +4,30 @@ the VNN-COMP result format.
 A ``sat`` result can only be built from a :class:`Counterexample`, and a
 Counterexample only by :func:`replay_counterexample`, which runs the input
 through onnxruntime (float32, the model's own input shape, C order) and checks
-the property on the replayed outputs with no tolerance.
+the property on the replayed outputs with no tolerance (the input itself only
+needs to lie within float32 rounding of the region's box).
 """
 from __future__ import annotations
 
 import enum
 import os
-import tempfile
+import secrets
+import stat
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
 class Verdict(str, enum.Enum):
+    """The answer words of the VNN-COMP result format, one per outcome.
+
+    ``sat``: a counterexample exists (only with one onnxruntime replayed);
+    ``unsat``: proved, the property holds; ``unknown``: the search ended
+    without an answer; ``timeout``: the time ran out; ``error``: bad input or
+    a failure. :attr:`exit_code` maps them to the CLI's exit codes (0 unsat,
+    1 sat, 2 error, 3 unknown/timeout).
+    """
+
     SAT = "sat"          # a counterexample exists (property violated)
     UNSAT = "unsat"      # proved: no input in the region reaches the unsafe set
     UNKNOWN = "unknown"  # the search ended without an answer
@@ -53,23 +64,51 @@ class Counterexample:
 
 
 def float32_inside(x, lower, upper) -> np.ndarray:
-    """Round ``x`` to float32 values that still lie in ``[lower, upper]``.
+    """Round ``x`` to float32 values in ``[lower, upper]``, or, where no
+    float32 lies there (a box pinning an input to 0.1), in its float32 hull.
 
     A float64 point inside the box can round to a float32 just outside it;
-    such entries are moved one float32 step back inside.
+    such entries are moved one float32 step back inside when that step stays
+    in the box. The result always passes :func:`float32_admissible`.
     """
+    lower, upper = np.broadcast_arrays(np.asarray(lower, dtype=np.float64),
+                                       np.asarray(upper, dtype=np.float64))
     x = np.clip(np.asarray(x, dtype=np.float64), lower, upper)
-    x32 = x.astype(np.float32)
-    low = x32.astype(np.float64) < lower
-    x32[low] = np.nextafter(x32[low], np.float32(np.inf))
-    high = x32.astype(np.float64) > upper
-    x32[high] = np.nextafter(x32[high], np.float32(-np.inf))
+    x32 = np.atleast_1d(x.astype(np.float32))
+    for outside, direction in ((x32.astype(np.float64) < lower, np.inf),
+                               (x32.astype(np.float64) > upper, -np.inf)):
+        step = np.nextafter(x32, np.float32(direction)).astype(np.float64)
+        move = outside & (step >= lower) & (step <= upper)
+        x32[move] = np.nextafter(x32[move], np.float32(direction))
     return x32
+
+
+def float32_admissible(region, x) -> bool:
+    """Whether the float32 input ``x`` may stand for a point of ``region``:
+    every coordinate within the float32 rounding of the box (inside its
+    float32 hull, :func:`verifier.bounds.roundoff.float32_hull`; a strict
+    bound stays strict where it is a float32 itself) and the linear input
+    constraints ``A x <= b`` exactly.
+
+    The float32 network only ever sees float32 inputs: where a box pins an
+    input to a value float32 cannot hold, the nearest float32 is the input.
+    """
+    from dataclasses import replace
+
+    from verifier.bounds.roundoff import float32_hull
+
+    lower, upper = float32_hull(region.lower, region.upper)
+    hull = replace(region, lower=lower, upper=upper,
+                   strict_lower=region.strict_lower & (lower == region.lower),
+                   strict_upper=region.strict_upper & (upper == region.upper))
+    return hull.contains(x)
 
 
 def replay_counterexample(session, prop, x, case: int | None = None):
     """Run ``x`` through onnxruntime and return a Counterexample if it violates
-    ``prop`` exactly (no tolerance), else None.
+    ``prop`` exactly: ``x`` admissible for the case's region
+    (:func:`float32_admissible`) and the replayed outputs in an unsafe
+    polytope with no tolerance. Else None.
 
     ``session`` is a :class:`verifier.runtime.Session` of the model; ``x`` is
     a flat input (rounded to float32 here).
@@ -79,7 +118,8 @@ def replay_counterexample(session, prop, x, case: int | None = None):
     x64, y64 = x32.astype(np.float64), y.astype(np.float64)
     cases = range(len(prop.cases)) if case is None else [case]
     for k in cases:
-        if prop.cases[k].is_counterexample(x64, y64):
+        found = prop.cases[k]
+        if float32_admissible(found.region, x64) and any(p.contains(y64) for p in found.unsafe):
             return Counterexample(x32.copy(), y.copy(), k, _TOKEN)
     return None
 
@@ -123,13 +163,31 @@ def format_result(result: Result) -> str:
 
 
 def write_result_file(path, result: Result) -> None:
-    """Write the result file atomically (a temporary file renamed into place)."""
+    """Write the result file atomically: a temporary file next to it, renamed
+    into place, so a reader never sees half an answer.
+
+    Permissions are those of a plainly written file: a new file gets
+    ``0666 & ~umask`` (the kernel applies the umask to ``os.open``'s mode),
+    an overwritten file keeps its mode.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".result-", dir=directory)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        mode = None
+    while True:
+        tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(format_result(result))
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -210,8 +210,7 @@ def _inference_session(proto: onnx.ModelProto, providers: list, threads: int | N
     try:
         return ort.InferenceSession(proto.SerializeToString(), options, providers=providers)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"onnxruntime cannot load {where}: {text}") from None
+        raise ModelError(f"onnxruntime cannot load {where}: {_first_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------
@@ -328,6 +327,39 @@ def _tensor_info(value, drop_batch: bool = True) -> TensorInfo:
     return TensorInfo(value.name, tuple(dims[1:] if drop_batch else dims), dtype)
 
 
+def _first_run(session: ort.InferenceSession, input_info: TensorInfo, batched: bool,
+               extra: tuple[str, ...], where: str) -> None:
+    """Run the new session once on zeros; a :class:`ModelError` with
+    onnxruntime's message if it cannot.
+
+    Some models load but fail on their first run (a Conv with dilations and
+    ``auto_pad=SAME_UPPER``: "Dilation not supported for AutoPadType::..."),
+    so a session is only handed out once it has run. Free dimensions are
+    taken as 1; models with further inputs are not probed (their feeds are
+    the caller's).
+    """
+    if extra:
+        return
+    shape = tuple(d if isinstance(d, int) and d > 0 else 1 for d in input_info.shape)
+    x = np.zeros(((1,) if batched else ()) + shape, dtype=input_info.dtype)
+    try:
+        session.run(None, {input_info.name: x}, _quiet())
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise ModelError(f"onnxruntime cannot run {where}: {_first_line(exc)}") from None
+
+
+def _quiet() -> ort.RunOptions:
+    """Run options of probe runs: their errors are raised or handled, not logged."""
+    options = ort.RunOptions()
+    options.log_severity_level = _LOG_FATAL_ONLY
+    return options
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _same_outputs(batched: list[np.ndarray], rows: list[list[np.ndarray]]) -> bool:
     for k, out in enumerate(batched):
         expect = np.concatenate([r[k] for r in rows])
@@ -340,7 +372,7 @@ def _same_outputs(batched: list[np.ndarray], rows: list[list[np.ndarray]]) -> bo
 
 
 def open_session(model: ModelLike, device: str = "auto", threads: int | None = None,
-                 batching: str = "auto", seed: int = 0) -> Session:
+                 batching: str = "auto", seed: int = 0, name: str | None = None) -> Session:
     """Open ``model`` (path, bytes or proto) for batched float inference.
 
     The first graph input is the batched one; any further inputs are fed
@@ -353,10 +385,14 @@ def open_session(model: ModelLike, device: str = "auto", threads: int | None = N
     checked to be exact on random inputs (drawn from ``seed``); ``"loop"``
     keeps the model byte for byte and runs rows one at a time (use it to
     replay a counterexample exactly as a checker would).
+    ``name``: how errors name the model (default: its path, or "the model").
+
+    The session has run once on zeros: a model that onnxruntime loads but
+    cannot run raises :class:`ModelError` here, with onnxruntime's message.
     """
     if batching not in BATCHINGS:
         raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
-    where = str(model) if isinstance(model, (str, Path)) else "the model"
+    where = name or (str(model) if isinstance(model, (str, Path)) else "the model")
     proto = load_onnx(model)
     inputs = _graph_inputs(proto)
     if not inputs:
@@ -381,13 +417,14 @@ def open_session(model: ModelLike, device: str = "auto", threads: int | None = N
     providers = _providers(device)
     session = _inference_session(proto, providers, threads, where)
     extra = tuple(v.name for v in inputs[1:])
+    _first_run(session, input_info, has_batch, extra, where)
     if (mode == "loop" and batching == "auto" and not extra
             and all(isinstance(d, int) for d in input_info.shape)):
         probe = np.random.default_rng(seed).standard_normal(
             (3,) + tuple(input_info.shape)).astype(input_info.dtype)
         try:
             candidate = _inference_session(_rebatched(proto), providers, threads, where)
-            batched = candidate.run(None, {input_info.name: probe})
+            batched = candidate.run(None, {input_info.name: probe}, _quiet())
             rows = [session.run(None, {input_info.name: probe[i:i + 1]}) for i in range(3)]
             if _same_outputs(batched, rows):
                 session, mode = candidate, "rebatched"

@@ -14,20 +14,33 @@ The strategy is chosen from the model and property alone:
 from __future__ import annotations
 
 import os
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from verifier.result import Result, Verdict, float32_inside, replay_counterexample
+from verifier.result import (Result, Verdict, float32_admissible, float32_inside,
+                             replay_counterexample)
 from verifier.search.attack import Targets, pgd, sample_margins
 
 
 @dataclass
 class Options:
-    """Tuning knobs with sane defaults (no per-benchmark configuration)."""
+    """Tuning knobs with sane defaults (no per-benchmark configuration).
+
+    ``timeout`` (seconds) counts from ``start``, a ``time.monotonic()`` value
+    (None: when :func:`verify` is called; the CLI passes the moment the
+    process started, so that imports count too). Every bound computation
+    gets the deadline and stops there with the sound bounds it has, so a
+    call returns shortly after it. ``max_disjuncts`` raises (or lowers) the
+    property reader's limit on unsafe disjuncts (None: its default).
+    """
 
     timeout: float = 300.0
+    start: float | None = None
+    max_disjuncts: int | None = None
     seed: int = 0
     samples: int = 64           # random points per case before the attack
     pgd_steps: int = 60
@@ -48,6 +61,7 @@ class Context:
     start: float
     rng: np.random.Generator
     stats: dict = field(default_factory=dict)
+    plan: object = None  # verifier.search.plan.Plan, made by search_plan()
 
     @property
     def deadline(self) -> float:
@@ -91,15 +105,25 @@ def attack_restarts(ctx, polytopes: int) -> int:
 def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
                    slack: float = 1e-3):
     """Replay the ``count`` most promising points of a case (smallest worst-row
-    margin first, none above ``slack``); the first replayed counterexample."""
-    region = ctx.prop.cases[case_index].region
-    for k in np.argsort(margins)[:count]:
-        if margins[k] > slack:
-            break
-        x32 = float32_inside(x[k], region.lower, region.upper)
-        if not region.contains(x32):
+    margin first, none above ``slack`` plus the float32 gap bound at the point:
+    the float32 network can violate a row that the real-valued one misses by
+    less than that); the first replayed counterexample."""
+    from verifier.bounds.margin import decision_margins
+    from verifier.bounds.roundoff import point_bounds
+
+    case = ctx.prop.cases[case_index]
+    region = case.region
+    order = np.argsort(margins)[:count]
+    x32 = np.stack([float32_inside(x[k], region.lower, region.upper) for k in order]) \
+        if len(order) else np.zeros((0, region.n_inputs), np.float32)
+    C = np.vstack([p.C for p in case.unsafe])
+    d = np.concatenate([p.d for p in case.unsafe])
+    gaps = decision_margins(ctx.graph, point_bounds(ctx.graph, x32), C, d).max(axis=1) \
+        if len(order) else []
+    for k, point, gap in zip(order, x32, gaps):
+        if margins[k] > slack + gap or not float32_admissible(region, point):
             continue
-        cex = replay_counterexample(ctx.session, ctx.prop, x32, case_index)
+        cex = replay_counterexample(ctx.session, ctx.prop, point, case_index)
         if cex is not None:
             return cex
     return None
@@ -114,63 +138,88 @@ def _case_boxes(case):
 
 def falsify(ctx: Context):
     """Sampling on every case, then PGD on every case; a replayed
-    counterexample or None."""
+    counterexample or None.
+
+    The cases are those of :func:`verifier.search.plan.search_plan`:
+    empty regions and unsafe polytopes infeasible on their own are left out,
+    boxes are tightened to the linear input constraints, and every point is
+    projected onto box ∩ {A x <= b} before it is evaluated."""
+    from verifier.search.plan import search_plan
+
     opts = ctx.options
-    cases = [(k, Targets.from_polytopes(case.unsafe)) + _case_boxes(case)
-             for k, case in enumerate(ctx.prop.cases)]
-    for k, targets, lower, upper, which in cases:
+    cases = [(sc, Targets.from_polytopes(sc.case.unsafe)) + _case_boxes(sc.case)
+             for sc in search_plan(ctx).cases]
+    for sc, targets, lower, upper, which in cases:
         x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
-                                       opts.samples, ctx.rng)
-        cex = try_candidates(ctx, k, x, margins)
+                                       opts.samples, ctx.rng, project=sc.project)
+        cex = try_candidates(ctx, sc.index, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "sampling"
             return cex
-    for k, targets, lower, upper, which in cases:
+    for sc, targets, lower, upper, which in cases:
         if ctx.out_of_time():
             return None
         x, margins, _ = pgd(ctx.graph, lower, upper, targets, which, steps=opts.pgd_steps,
                             restarts=attack_restarts(ctx, len(which)), rng=ctx.rng,
-                            deadline=ctx.deadline, clock=time.monotonic)
+                            deadline=ctx.deadline, clock=time.monotonic, project=sc.project)
         ctx.stats.setdefault("pgd_best_margin", []).append(float(margins.min()))
-        cex = try_candidates(ctx, k, x, margins)
+        cex = try_candidates(ctx, sc.index, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "pgd"
             return cex
     return None
 
 
-def verify(model, prop, options: Options | None = None) -> Result:
+def verify(model, prop, options: Options | None = None, *, stats: dict | None = None) -> Result:
     """Verify property ``prop`` (path or Property) on ``model`` (path).
 
+    ``stats``: a dict the run fills as it goes (``phase``, ``load_seconds``,
+    ``pgd_best_margin``, ...); it becomes ``Result.stats``, so a watchdog
+    thread can report what was reached if it has to cut the run short.
+
     Raises :class:`verifier.errors.VerifierError` on bad input; every other
-    outcome is a :class:`Result`.
+    outcome is a :class:`Result`, returned shortly after
+    ``options.start + options.timeout``.
     """
+    called = time.monotonic()  # before the imports below: they count too
+    from verifier.crosscheck import check_lowering
     from verifier.frontend import read_model_proto
     from verifier.frontend.loader import lower_model
     from verifier.runtime import open_session
     from verifier.spec import load_property
 
     options = options or Options()
-    start = time.monotonic()
+    start = called if options.start is None else options.start
+    stats = {} if stats is None else stats
+    stats["phase"] = "loading"
+    loading = time.monotonic()
     proto = read_model_proto(model)
     graph = lower_model(proto, os.fspath(model))
     if not hasattr(prop, "cases"):
-        prop = load_property(prop)
+        limit = {} if options.max_disjuncts is None else {"max_disjuncts": options.max_disjuncts}
+        prop = load_property(prop, **limit)
     prop.check_sizes(graph.input_size, graph.output_size, model=f"model {os.fspath(model)}")
-    session = open_session(proto, device="cpu")
-    ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed))
-    ctx.stats["load_seconds"] = round(time.monotonic() - start, 4)
+    session = open_session(proto, device="cpu", name=os.fspath(model))
+    # no answer about a different function: the IR must match onnxruntime
+    check_lowering(graph, proto, prop, where=os.fspath(model), session=session)
+    ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed),
+                  stats)
+    ctx.stats["load_seconds"] = round(time.monotonic() - loading, 4)
 
     def done(verdict, reason="", cex=None):
-        ctx.stats["seconds"] = round(time.monotonic() - start, 4)
+        ctx.stats["phase"] = "done"
         return Result(verdict, cex, reason, time.monotonic() - start, ctx.stats)
 
+    if ctx.out_of_time():
+        return done(Verdict.TIMEOUT, "time ran out while loading the model and property")
+    ctx.stats["phase"] = "falsification"
     cex = falsify(ctx)
     if cex is not None:
         return done(Verdict.SAT, f"counterexample found by {ctx.stats['found_by']}", cex)
     if ctx.out_of_time():
         return done(Verdict.TIMEOUT, "time ran out during falsification")
     ctx.log("falsification found nothing; proving")
+    ctx.stats["phase"] = "bounds and branch and bound"
     from verifier.search.bab import prove
 
     outcome = prove(ctx)
@@ -181,3 +230,19 @@ def verify(model, prop, options: Options | None = None) -> Result:
     if ctx.out_of_time():
         return done(Verdict.TIMEOUT, outcome.reason or "time ran out")
     return done(Verdict.UNKNOWN, outcome.reason)
+
+
+class _CallableModule(types.ModuleType):
+    """This module's type: calling the module calls :func:`verify`.
+
+    The import system binds a submodule on its package, so the package
+    attribute ``verifier.verify`` is this module once anything has imported
+    it; being callable, ``verifier.verify(model, prop)`` works every time,
+    while ``import verifier.verify as driver`` still gives the module."""
+
+    def __call__(self, model, prop, options: Options | None = None, *,
+                 stats: dict | None = None) -> Result:
+        return verify(model, prop, options, stats=stats)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from verifier.bounds import (DECISION_MARGIN, METHODS, BoundOptions, Box, Interval, L2Ball,
+from verifier.bounds import (MARGIN_FLOOR, METHODS, BoundOptions, Box, Interval, L2Ball,
                              compute_bounds, refuted)
 from verifier.errors import MismatchError, VerifierError
 from verifier.ir import evaluate, ops
@@ -124,9 +124,10 @@ def test_contradictory_splits_mark_the_sub_problem_empty():
 
 
 def test_decision_margin():
-    assert refuted(np.array([DECISION_MARGIN * 2, DECISION_MARGIN, 0.0])).tolist() == \
+    margin = np.array([MARGIN_FLOOR, 0.5, 0.5])
+    assert refuted(np.array([MARGIN_FLOOR * 2, 0.5, 0.0]), margin).tolist() == \
         [True, False, False]
-    assert 0 < DECISION_MARGIN <= 1e-5
+    assert 0 < MARGIN_FLOOR <= 1e-8
 
 
 def three_relu_layers(rng):

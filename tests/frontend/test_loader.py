@@ -10,24 +10,17 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.builders import IR_VERSION, chain_model, run_onnxruntime, save, single_node_model
+from tests.builders import (
+    IR_VERSION, chain_model, graph_model, run_onnxruntime, save, single_node_model,
+)
 from tests.conftest import require_shared
 from verifier.cli import main
-from verifier.errors import InputFileError, ModelError, UnsupportedModelError
+from verifier.errors import (
+    InputFileError, MismatchError, ModelError, UnsupportedGraphError, UnsupportedModelError,
+)
 from verifier.frontend import load_model
 from verifier.ir import evaluate, ops
 from verifier.ir.evaluate import EVAL_RULES
-
-
-def _graph_model(nodes, inits, in_shape, out_name, opset=17):
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(in_shape))],
-        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, None)],
-        initializer=[numpy_helper.from_array(np.asarray(v, dtype=np.float32), k)
-                     for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = IR_VERSION
-    return model
 
 
 def _assert_matches(model, shape, seed=0):
@@ -55,7 +48,7 @@ def test_residual_graph_with_shared_consumers():
         helper.make_node("Mul", ["r", "b"], ["side"]),       # r has two consumers
         helper.make_node("Sub", ["res_b", "side"], ["out"]),
     ]
-    graph = _assert_matches(_graph_model(nodes, inits, (1, 6), "out"), (1, 6))
+    graph = _assert_matches(graph_model(nodes, inits, (1, 6), "out"), (1, 6))
     assert graph.op_counts()["Add"] == 2
 
 
@@ -76,7 +69,7 @@ def test_erf_gelu_pattern_becomes_one_gelu(form):
         nodes = [helper.make_node("Mul", ["x", "half"], ["h"]), helper.make_node("Div", ["x", "s2"], ["t"]),
                  helper.make_node("Erf", ["t"], ["e"]), helper.make_node("Add", ["e", "one"], ["a"]),
                  helper.make_node("Mul", ["h", "a"], ["out"])]
-    graph = _assert_matches(_graph_model(nodes, inits, (1, 5), "out"), (1, 5))
+    graph = _assert_matches(graph_model(nodes, inits, (1, 5), "out"), (1, 5))
     assert dict(graph.op_counts()) == {"Input": 1, "Gelu": 1}
 
 
@@ -107,7 +100,7 @@ def test_unsupported_model_names_every_bad_node():
              helper.make_node("Mul", ["x", "x"], ["c"], name="square"),
              helper.make_node("Add", ["b", "c"], ["out"], name="sum")]
     with pytest.raises(UnsupportedModelError) as info:
-        load_model(_graph_model(nodes, {}, (1, 3), "out"))
+        load_model(graph_model(nodes, {}, (1, 3), "out"))
     names = [n.name for n in info.value.nodes]
     assert names == ["blk/erf", "square"]  # downstream nodes are not blamed
     message = str(info.value)
@@ -121,14 +114,70 @@ def test_unsupported_attribute_is_named():
         load_model(model)
 
 
-def test_two_inputs_are_rejected():
-    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["z"])], "g",
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2])
-                               for n in "xy"],
-                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+def _two_value_model(inputs, outputs, elem=TensorProto.FLOAT):
+    nodes = [helper.make_node("Add", ["x", "y"], ["z"]), helper.make_node("Neg", ["z"], ["w"])]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info(n, elem, [1, 2]) for n in inputs],
+                              [helper.make_tensor_value_info(n, elem, None) for n in outputs],
+                              initializer=[numpy_helper.from_array(np.ones((1, 2), np.float32),
+                                                                   "y")] * ("y" not in inputs))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(UnsupportedModelError, match="exactly one non-constant input"):
-        load_model(model)
+    model.ir_version = IR_VERSION
+    return model
+
+
+@pytest.mark.parametrize("inputs, outputs, expected", [
+    ("xy", "w", "exactly one non-constant input, found 2 ('x', 'y')"),
+    ("x", "zw", "exactly one output, found 2 ('z', 'w')"),
+])
+def test_graph_level_problems_are_model_level_messages(inputs, outputs, expected):
+    with pytest.raises(UnsupportedGraphError) as info:
+        load_model(_two_value_model(inputs, outputs), name="two.onnx")
+    message = str(info.value)
+    assert message == f"unsupported model in two.onnx: the model must have {expected}"
+    assert "<graph>" not in message and "node" not in message
+    assert isinstance(info.value, UnsupportedModelError) and info.value.nodes == []
+
+
+def test_non_float_input_names_its_element_type():
+    with pytest.raises(UnsupportedGraphError, match="input 'x' has element type int64;"):
+        load_model(_two_value_model("x", "w", elem=TensorProto.INT64))
+
+
+@pytest.mark.parametrize("op_type, hint", [
+    ("LSTM", "recurrent ops are not supported; export the unrolled network"),
+    ("Loop", "control-flow ops"),
+    ("Resize", "Resize is not supported"),
+])
+def test_well_known_unsupported_ops_give_a_reason(op_type, hint):
+    with pytest.raises(UnsupportedModelError) as info:
+        load_model(single_node_model(op_type, (1, 3)))
+    assert hint in str(info.value) and f"op {op_type}" in str(info.value)
+
+
+def test_a_property_given_as_model_suggests_swapping(tmp_path):
+    prop = tmp_path / "prop.vnnlib"
+    prop.write_text("; a property\n(declare-const X_0 Real)\n(assert (<= X_0 1.0))\n")
+    with pytest.raises(ModelError, match="is not a valid ONNX model: it is a VNN-LIB property; "
+                                         "did you swap MODEL and PROPERTY"):
+        load_model(prop)
+    runner = CliRunner()
+    model = save(single_node_model("Relu", (1, 1)), tmp_path / "m.onnx")
+    result = runner.invoke(main, ["verify", str(prop), str(model)])
+    assert result.exit_code == 2 and "did you swap MODEL and PROPERTY" in result.output
+    assert "Traceback" not in result.output and "DecodeError" not in result.output
+
+
+def test_size_mismatch_says_value_in_the_singular(tmp_path):
+    from verifier.spec import load_property
+
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(declare-const Y_1 Real)"
+                    "\n(assert (<= X_0 1.0))\n(assert (>= X_0 0.0))\n(assert (<= Y_0 Y_1))\n")
+    with pytest.raises(MismatchError) as info:
+        load_property(prop).check_sizes(1, 1, model="model m.onnx")
+    assert "but model m.onnx has 1 output value" in str(info.value)
+    assert "output values" not in str(info.value)
 
 
 def test_missing_and_malformed_files(tmp_path):
@@ -219,3 +268,13 @@ def test_affine_chains_are_folded_exactly():
     graph = _assert_matches(model, (1, 2, 5, 5))
     assert dict(graph.op_counts()) == {"Input": 1, "Conv": 1, "Relu": 1, "Reshape": 1,
                                        "Linear": 1}
+
+
+def test_an_output_that_ignores_the_input_is_a_model_level_message():
+    nodes = [helper.make_node("Relu", ["x"], ["unused"]),
+             helper.make_node("Add", ["a", "b"], ["out"])]
+    model = graph_model(nodes, {"a": np.ones(2), "b": np.ones(2)}, (1, 2), "out")
+    with pytest.raises(UnsupportedGraphError,
+                       match=r"^unsupported model in <model>: the output 'out' does not depend "
+                             r"on the input$"):
+        load_model(model)

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tests.builders import chain_model, save
-from verifier.bounds.margin import DECISION_MARGIN
 from verifier.frontend import read_model_proto
 from verifier.frontend.loader import lower_model
 from verifier.ir import evaluate
@@ -17,6 +16,7 @@ from verifier.runtime import open_session
 from verifier.search.input_split import (
     BoxQueue, SplitSettings, bisect, box_bounds, search, split_dimension,
 )
+from verifier.search.plan import search_plan
 from verifier.search.rows import CaseRows
 from verifier.spec import load_property
 from verifier.verify import Context, Options
@@ -42,8 +42,8 @@ def test_case_rows_match_a_loop_over_polytopes():
         per_poly = [values[b, rows.owner == k].max() for k in range(3)]
         assert margin[b] == min(per_poly)
         assert values[b, row[b]] == margin[b]
-        closed = [(lower[b, rows.owner == k] > DECISION_MARGIN).any() for k in range(3)]
-        assert list(rows.open_polytopes(lower)[b]) == [not c for c in closed]
+        closed = [(lower[b, rows.owner == k] > 1e-6).any() for k in range(3)]
+        assert list(rows.open_polytopes(lower, 1e-6)[b]) == [not c for c in closed]
         best = [lower[b, rows.owner == k].max() for k in range(3)]
         assert rows.worst_open(lower)[b] == min(best)
 
@@ -92,8 +92,8 @@ def test_box_bounds_hold_on_samples_and_corners(tmp_path, crown):
     centre = rng.uniform(-1, 1, size=(20, 3))
     radius = rng.uniform(0.01, 0.5, size=(20, 3))
     lower, upper = centre - radius, centre + radius
-    bound, coef = box_bounds(graph, lower, upper, rows, crown)
-    assert coef.shape == (20, 3, 3)
+    bound, margin, coef = box_bounds(graph, lower, upper, rows, crown)
+    assert coef.shape == (20, 3, 3) and margin.shape == (20, 3) and np.all(margin > 0)
     corners = np.array(np.meshgrid(*[[0, 1]] * 3)).reshape(3, -1).T
     for b in range(20):
         points = np.vstack([lower[b] + rng.random((300, 3)) * (upper[b] - lower[b]),
@@ -117,6 +117,10 @@ def context(tmp_path, unsafe, timeout=30.0):
     return ctx, graph
 
 
+def case_of(ctx):
+    return search_plan(ctx).cases[0]
+
+
 def literal(value):
     """A VNN-LIB 1.0 number (negative ones as (- v))."""
     return f"{value!r}" if value >= 0 else f"(- {-value!r})"
@@ -132,7 +136,7 @@ def test_search_proves_a_safe_region_in_small_batches(tmp_path):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
     low, high = output_range(graph)
     ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})")
-    outcome = search(ctx, 0, ctx.prop.cases[0], SplitSettings(batch=16))
+    outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16))
     assert outcome.proved, outcome.reason
     assert outcome.boxes > 1  # needed splitting
     assert ctx.stats["search_seconds"] > 0
@@ -143,7 +147,7 @@ def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path):
     low, _ = output_range(graph)
     # just above the sampled minimum: a small unsafe set, reached by the search
     ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low) + 1e-3)})")
-    outcome = search(ctx, 0, ctx.prop.cases[0], SplitSettings(batch=16, attack_share=0.0))
+    outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16, attack_share=0.0))
     assert not outcome.proved and outcome.counterexample is not None
     x = outcome.counterexample.x
     assert replay_counterexample(ctx.session, ctx.prop, x, 0) is not None
@@ -151,6 +155,6 @@ def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path):
 
 def test_search_stops_at_the_deadline(tmp_path):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)", timeout=0.0)
-    outcome = search(ctx, 0, ctx.prop.cases[0])
+    outcome = search(ctx, 0, case_of(ctx))
     assert not outcome.proved and outcome.counterexample is None
     assert "time ran out" in outcome.reason

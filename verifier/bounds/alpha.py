@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from verifier.bounds.activations import ElementwiseRelaxation, Leaky
-from verifier.bounds.margin import DECISION_MARGIN
+from verifier.bounds.margin import refuted, run_margins
 
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8
 
@@ -72,7 +72,11 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
 
     Returns the bounds, the best slopes (node -> side -> ``(B, R, n)``) and the
     best beta multipliers (node -> ``(B, R, n)``), or None where there are none.
+    Stops early, with the best iterate so far, once ``run.options.deadline``
+    has passed (before the first iterate: ``start`` and the starting slopes).
     """
+    if run.past_deadline():
+        return start, None, None
     options = run.options
     batch, rows = run.batch, A.shape[1]
     cone = set(run.prep.cone(target))
@@ -107,8 +111,11 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
 
     needed = {run.nodes[var.node].inputs[0] for var in slopes + betas}
     best = np.array(start, dtype=np.float64)
+    stop = run_margins(run, target, A, bias) if options.early_stop and not upper else None
     lr_alpha, lr_beta = options.alpha_lr, options.beta_lr
     for t in range(options.alpha_iterations + 1):
+        if run.past_deadline():
+            break  # every iterate so far is sound; ``best`` holds the best one
         per_node: dict[int, dict] = {}
         for var in slopes:
             per_node.setdefault(var.node, {})[var.side] = var.value
@@ -122,9 +129,9 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
         best = np.where(improved, value, best)
         for var in slopes + betas:
             var.best = np.where(improved[:, :, None], var.value, var.best)
-        if t == options.alpha_iterations:
+        if t == options.alpha_iterations or run.past_deadline():
             break
-        if options.early_stop and not upper and np.all(best > DECISION_MARGIN):
+        if stop is not None and np.all(refuted(best, stop)):
             break
         adjoint = run.adjoint(target, record, lines, needed)
         for var in slopes:

@@ -26,6 +26,7 @@ batch of linear functions; upper bounds are lower bounds of the negated rows.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -83,6 +84,15 @@ class Run:
         self.relax: dict = {}
         self.infeasible = np.zeros(self.batch, dtype=bool)
         self.intermediate_methods: dict[int, str] = {}
+        self.cut_short = False  # the deadline skipped some tightening
+
+    def past_deadline(self) -> bool:
+        """Whether ``options.deadline`` has passed (and if so, note it)."""
+        deadline = self.options.deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self.cut_short = True
+            return True
+        return False
 
     # ------------------------------------------------------------ forward sweep
     def sweep(self):
@@ -138,7 +148,8 @@ class Run:
         if (self.method != "ibp" and options.intermediate != "ibp"
                 and not prep.tight[i]
                 and not (prep.box_exact[i] and isinstance(self.inputs, Box))
-                and not any(k in self.fixed for k in prep.feeds[i])):
+                and not any(k in self.fixed for k in prep.feeds[i])
+                and not self.past_deadline()):
             sign_only = all(isinstance(self.nodes[k], SIGN_DRIVEN) for k in prep.feeds[i])
             needed = (lower < 0) & (upper > 0) if sign_only else upper > lower
             rows = np.flatnonzero(needed.any(axis=0))
@@ -171,9 +182,12 @@ class Run:
         ``A = [e_j; -e_j]``; chunks keep ``per_row`` entries per row in memory."""
         n = self.prep.sizes[i]
         chunk = max(1, self.options.chunk_elements // (2 * self.batch * per_row))
-        lower = np.empty((self.batch, rows.size))
-        upper = np.empty((self.batch, rows.size))
+        # entries left when the deadline passes keep infinite (vacuous) bounds
+        lower = np.full((self.batch, rows.size), -np.inf)
+        upper = np.full((self.batch, rows.size), np.inf)
         for start in range(0, rows.size, chunk):
+            if start and self.past_deadline():
+                break
             part = rows[start:start + chunk]
             k = part.size
             A = np.zeros((1, 2 * k, n))
@@ -200,7 +214,8 @@ class Run:
             return optimize(self, i, A, np.zeros((1, A.shape[1])), first, True)[0]
 
         total = sum(self.prep.sizes[j] for j in self.prep.cone(i))
-        return self._entry_bounds(i, rows, total, bound)
+        optimised_lower, optimised_upper = self._entry_bounds(i, rows, total, bound)
+        return np.maximum(optimised_lower, lower), np.minimum(optimised_upper, upper)
 
     # ----------------------------------------------------------- backward pass
     def backward(self, target, A, bias, lines=None, betas=None, record=None):
@@ -329,7 +344,8 @@ def _check(graph, inputs, method, splits, intermediate):
 
 def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=None,
                    upper: bool = True, splits=None, intermediate=None, alpha=None,
-                   beta=None, options: BoundOptions | None = None) -> BoundsResult:
+                   beta=None, options: BoundOptions | None = None,
+                   deadline: float | None = None) -> BoundsResult:
     """Sound bounds of ``C·y - d`` for ``y = graph(x)``, ``x`` in each input set.
 
     Args:
@@ -353,6 +369,9 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
             :class:`BoundsResult` (entries whose shape does not match are
             ignored).
         options: :class:`BoundOptions`.
+        deadline: a ``time.monotonic()`` value; overrides ``options.deadline``.
+            Past it, the call stops tightening and returns the sound bounds
+            reached so far (``cut_short`` tells).
 
     Guarantees: every bound is sound (up to float rounding, which the
     decision margin covers); CROWN's rows are never looser than IBP's, and
@@ -365,6 +384,8 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
         :class:`BoundsResult`. All arrays are float64.
     """
     options = options or BoundOptions()
+    if deadline is not None:
+        options = dataclasses.replace(options, deadline=deadline)
     splits, given = _check(graph, inputs, method, splits, intermediate)
     C, d = _spec(graph, inputs.batch, C, d)
     batch = inputs.batch
@@ -400,12 +421,15 @@ def _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, opt
                        options)
     crown = _single(graph, inputs, "crown", C, d, upper, splits, given, fixed, None, None,
                     options)
+    if options.deadline is not None and time.monotonic() >= options.deadline:
+        return dataclasses.replace(crown, method=method, cut_short=True)
     tight = _single(graph, inputs, method, C, d, upper, splits, crown.pre_activation, fixed,
                     alpha, beta, options)
     lower = np.maximum(crown.lower, tight.lower)
     high = None if not upper else np.minimum(crown.upper, tight.upper)
     return dataclasses.replace(tight, lower=lower, upper=high,
-                               infeasible=crown.infeasible | tight.infeasible)
+                               infeasible=crown.infeasible | tight.infeasible,
+                               cut_short=crown.cut_short or tight.cut_short)
 
 
 def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, beta, options):
@@ -444,7 +468,8 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
         upper=np.ascontiguousarray(high) if upper else None,
         pre_activation=pre, node_bounds=dict(enumerate(run.bounds)), alpha=best_alpha,
         beta=best_beta, infeasible=run.infeasible,
-        intermediate_methods=dict(run.intermediate_methods), split_scores=scores)
+        intermediate_methods=dict(run.intermediate_methods), split_scores=scores,
+        cut_short=run.cut_short)
 
 
 def _split_scores(run, record, n_rows):
@@ -497,4 +522,5 @@ def _concatenate(parts):
         infeasible=np.concatenate([p.infeasible for p in parts]),
         intermediate_methods=methods,
         split_scores={k: np.concatenate([p.split_scores[k] for p in parts])
-                      for k in first.split_scores})
+                      for k in first.split_scores},
+        cut_short=any(p.cut_short for p in parts))

@@ -39,15 +39,19 @@ def _concretize(form, center, radius):
 
 
 def _affine(W, lo_form, up_form):
-    """Forms of W·v for v between lo_form and up_form; W (m, n), forms
-    (n, B, d+1). One matrix product per side over all boxes (BLAS)."""
+    """Forms of ``W·v`` on the last axis of ``v`` for ``v`` between lo_form
+    and up_form; W (m, k), forms (n, B, d+1) over the flat entries of ``v``.
+    When ``n`` is a multiple ``r·k`` (a Linear over a tensor with ``r`` rows,
+    e.g. MatMul on a (1, r, k) input), W applies to each row. One matrix
+    product per side and row over all boxes (BLAS)."""
     n, batch, cols = lo_form.shape
+    m, k = W.shape
     pos, neg = np.maximum(W, 0.0), np.minimum(W, 0.0)
-    lo = lo_form.reshape(n, -1)
-    up = up_form.reshape(n, -1)
+    lo = lo_form.reshape(n // k, k, batch * cols)
+    up = up_form.reshape(n // k, k, batch * cols)
     new_lo = pos @ lo + neg @ up
     new_up = pos @ up + neg @ lo
-    shape = (W.shape[0], batch, cols)
+    shape = (n // k * m, batch, cols)
     return new_lo.reshape(shape), new_up.reshape(shape)
 
 
@@ -78,8 +82,9 @@ def forward_bounds(graph, lower, upper, given=None):
         if isinstance(node, ops.Linear):
             lo, up = _affine(node.weight, lo, up)
             if node.bias is not None:
-                lo[..., -1] += node.bias[:, None]
-                up[..., -1] += node.bias[:, None]
+                bias = np.tile(node.bias, node.size // node.bias.size)[:, None]
+                lo[..., -1] += bias
+                up[..., -1] += bias
         elif isinstance(node, ops.Scale):
             scale = np.broadcast_to(node.scale, node.shape).reshape(-1)[:, None, None]
             shift = np.broadcast_to(node.shift, node.shape).reshape(-1)[:, None]

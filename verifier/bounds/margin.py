@@ -1,25 +1,25 @@
 """The decision margin: the one place where a bound is compared with 0 to decide.
 
 A row ``c·y - d <= 0`` of a property's unsafe set is *refuted* when a sound
-lower bound of ``c·y - d`` exceeds :data:`DECISION_MARGIN`; an unsafe polytope
-(a conjunction of rows) is refuted when one of its rows is.
+lower bound of ``c·y - d`` exceeds that row's margin (:func:`refuted`); an
+unsafe polytope (a conjunction of rows) is refuted when one of its rows is.
 
-Why a margin, and why this value:
+The bounds are about the real-valued network of the IR. The answer must be
+about the float32 network onnxruntime runs, so the margin of a row is
+(:func:`decision_margins`):
 
-* The bounds are computed in float64. Their own rounding error is of the
-  order of 1e-12 relative on the networks we meet (dot products of a few
-  thousand terms), far below the margin.
-* The network the user cares about runs in float32 in onnxruntime, which
-  differs from the float64 semantics by up to ~1e-6 relative on the outputs
-  of the benchmark networks. A float64 proof that holds by 1e-9 says nothing
-  about the float32 network; one that holds by more than the margin is
-  robust to that difference on outputs of magnitude ~1.
-* The margin is absolute, in the units of ``c·y - d`` (logit differences for
-  classifiers). Callers with outputs of very large magnitude can pass their
-  own margin to :func:`refuted`.
+* a bound of ``|c·(float32 output - real output)|`` over the region from
+  :func:`verifier.bounds.roundoff.row_gaps` (computed from the region's own
+  intermediate bounds: sub-problems of branch and bound get smaller margins
+  than the root), inflated by ``FLOAT64_SLACK`` relative;
+* ``COMPARISON`` relative of ``|c|·|y| + |d|``: the float64 rounding of the
+  bound arithmetic itself (~1e-12 relative on our networks) and of the
+  checker's evaluation of ``c·y - d`` on the float32 outputs;
+* :data:`MARGIN_FLOOR` absolute.
 
-Every decision taken from bounds (the ``bounds`` command, the benchmark
-script, the branch and bound driver) must go through :func:`refuted`.
+Every decision taken from bounds (the ``bounds`` command, the branch and
+bound driver, alpha-CROWN's early stop) goes through :func:`refuted` with
+margins from :func:`decision_margins`.
 
 The engines take one more decision themselves: a sub-problem is *empty* (its
 split constraints contradict the bounds) only when some lower bound exceeds
@@ -32,9 +32,14 @@ from __future__ import annotations
 
 import numpy as np
 
-#: A lower bound of ``c·y - d`` above this value refutes the row ``c·y <= d``.
-DECISION_MARGIN = 1e-6
+from verifier.bounds.roundoff import row_gaps
 
+#: The absolute part of every row's margin.
+MARGIN_FLOOR = 1e-9
+#: Relative slack on |c|·|y| + |d| for float64 rounding and the comparison.
+COMPARISON = 2.0 ** -30
+#: Relative inflation of the float32 gap for the float64 arithmetic computing it.
+FLOAT64_SLACK = 2.0 ** -20
 
 #: Relative slack before crossing bounds declare a sub-problem empty.
 EMPTY_TOLERANCE = 1e-9
@@ -46,6 +51,33 @@ def empty(lower, upper, tolerance: float = EMPTY_TOLERANCE) -> np.ndarray:
     return lower > upper + tolerance * (1.0 + np.abs(lower) + np.abs(upper))
 
 
-def refuted(lower, margin: float = DECISION_MARGIN) -> np.ndarray:
-    """Where the lower bounds ``lower`` of ``c·y - d`` refute ``c·y <= d``."""
-    return np.asarray(lower, dtype=np.float64) > margin
+def decision_margins(graph, node_bounds, C, d=None) -> np.ndarray:
+    """``(B, R)`` margins of the rows ``C·y - d`` over a batch of regions.
+
+    ``node_bounds``: node index -> Interval ``(B, size)`` of every node over
+    the regions (``BoundsResult.node_bounds``); ``C``: ``(R, n_out)`` or
+    ``(B or 1, R, n_out)``; ``d``: ``(R,)`` or ``(B or 1, R)`` (None: 0).
+    """
+    out = node_bounds[graph.output]
+    gap = row_gaps(graph, node_bounds, C)                       # (B, R)
+    y = np.maximum(np.abs(out.lower), np.abs(out.upper))
+    C = np.abs(np.asarray(C, dtype=np.float64))
+    if C.ndim == 2:
+        C = C[None]
+    d = np.zeros(C.shape[1]) if d is None else np.abs(np.asarray(d, dtype=np.float64))
+    size = np.where(C > 0, C * y[:, None, :], 0.0).sum(axis=2)
+    return gap * (1.0 + FLOAT64_SLACK) + COMPARISON * (size + d) + MARGIN_FLOOR
+
+
+def run_margins(run, target, A, bias):
+    """The margins of the rows ``A·y + bias`` of a bound engine run's output
+    (alpha-CROWN's early stop), or None when ``target`` is not the output."""
+    if target != run.prep.graph.output:
+        return None
+    return decision_margins(run.prep.graph, run.bounds, A, -np.asarray(bias))
+
+
+def refuted(lower, margin) -> np.ndarray:
+    """Where the lower bounds ``lower`` of ``c·y - d`` refute ``c·y <= d``,
+    given each row's ``margin`` (from :func:`decision_margins`; broadcasts)."""
+    return np.asarray(lower, dtype=np.float64) > np.asarray(margin, dtype=np.float64)

@@ -5,7 +5,10 @@ Neural Networks", POPL 2019): in each window let ``j`` be the entry with the
 largest lower bound. Lower line ``y >= x_j`` (the max is at least any of its
 entries). Upper line: ``y = x_j`` when ``j`` dominates the window
 (``l_j >= u_i`` for every other ``i``: then the max *is* ``x_j``), else the
-constant ``y <= max_i u_i``. Padding entries (-inf) are never chosen.
+constant ``y <= max_i u_i``. Padding entries hold the constant
+``POOL_PAD`` (the lowest float32, as in onnxruntime): they are the extra
+entry ``n_in`` of the extended input ``[x; POOL_PAD]``, so a window wholly in
+the padding gets the exact constant ``y = POOL_PAD``.
 
 Softmax: constant bounds from interval arithmetic,
 ``softmax_i >= 1 / (1 + sum_{j != i} exp(u_j - l_i))`` and
@@ -32,9 +35,15 @@ def max_pool_ibp(prep, i, lower, upper):
 
 
 def _window_values(values, table):
-    """``values`` (B, n_in) gathered into windows (B, n_out, K); padding -inf."""
-    extended = np.concatenate([values, np.full((values.shape[0], 1), -np.inf)], axis=1)
-    return extended[:, table]
+    """``values`` (B, n_in) gathered into windows (B, n_out, K); padding POOL_PAD."""
+    return _with_pad(values, axis=1)[:, table]
+
+
+def _with_pad(values, axis):
+    """``values`` with one more entry, ``POOL_PAD``, at the end of ``axis``."""
+    shape = list(values.shape)
+    shape[axis] = 1
+    return np.concatenate([values, np.full(shape, F.POOL_PAD)], axis=axis)
 
 
 class MaxPoolRelaxation:
@@ -47,7 +56,9 @@ class MaxPoolRelaxation:
         up_w = _window_values(upper, table)
         best = np.argmax(low_w, axis=-1)
         n_out = table.shape[0]
-        self.index = table[np.arange(n_out)[None, :], best]          # (B, n_out)
+        chosen = table[np.arange(n_out)[None, :], best]
+        # (B, n_out) indices into [x; POOL_PAD]: a chosen padding entry is n_in
+        self.index = np.where(chosen < 0, self.n_in, chosen)
         self.out_lower = np.take_along_axis(low_w, best[..., None], -1)[..., 0]
         self.out_upper = up_w.max(axis=-1)
         np.put_along_axis(up_w, best[..., None], -np.inf, axis=-1)
@@ -62,16 +73,18 @@ class MaxPoolRelaxation:
         exact = self.exact[:, None, :]
         weight = pos + np.where(exact, neg, 0.0)
         bias = (np.where(exact, 0.0, neg) * self.out_upper[:, None, :]).sum(axis=-1)
-        offset = (np.arange(batch * rows, dtype=np.int64) * self.n_in).reshape(batch, rows, 1)
+        width = self.n_in + 1
+        offset = (np.arange(batch * rows, dtype=np.int64) * width).reshape(batch, rows, 1)
         flat = offset + self.index[:, None, :]
         A_in = np.bincount(flat.ravel(), weights=weight.ravel(),
-                           minlength=batch * rows * self.n_in)
-        return A_in.reshape(batch, rows, self.n_in), bias
+                           minlength=batch * rows * width).reshape(batch, rows, width)
+        bias = bias + A_in[:, :, -1] * F.POOL_PAD
+        return A_in[:, :, :-1], bias
 
     def forward(self, g, A):
         batch, n_out = self.index.shape
         rows = max(g.shape[1], A.shape[1])
-        g = np.broadcast_to(g, (batch, rows, g.shape[2]))
+        g = _with_pad(np.broadcast_to(g, (batch, rows, g.shape[2])), axis=2)
         index = np.broadcast_to(self.index[:, None, :], (batch, rows, n_out))
         chosen = np.take_along_axis(g, index, axis=2)
         keep = (A > 0) | self.exact[:, None, :]

@@ -2,8 +2,8 @@
 
 This is the library side of ``verifier bounds``: one call bounds every case of
 a :class:`verifier.spec.Property` (all input regions in one batch), says which
-unsafe disjuncts the bounds already refute, and whether that proves the
-property. Input constraints ``A x <= b`` beyond the box are not used (the box
+unsafe disjuncts the bounds already refute (each row against its own float32
+margin), and whether that proves the property. Input constraints ``A x <= b`` beyond the box are not used (the box
 is a superset of the region, so this is sound); strict rows are read as their
 closure (sound for refutation).
 """
@@ -16,32 +16,35 @@ import numpy as np
 
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.inputs import Box
-from verifier.bounds.margin import DECISION_MARGIN, refuted
+from verifier.bounds.margin import decision_margins, refuted
+from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
 
 
 @dataclass(frozen=True)
 class DisjunctBounds:
-    """Bounds of the rows ``C·y - d`` of one unsafe polytope ``C·y <= d``."""
+    """Bounds of the rows ``C·y - d`` of one unsafe polytope ``C·y <= d``, and
+    each row's decision margin (:func:`verifier.bounds.margin.decision_margins`)."""
 
     lower: np.ndarray
     upper: np.ndarray
+    margin: np.ndarray
 
     @property
     def refuting_row(self) -> int | None:
-        """A row whose lower bound is above the margin (the best one), if any."""
-        if self.lower.size == 0 or not refuted(self.lower.max()):
+        """A row whose lower bound is above its margin (the best one), if any."""
+        if self.lower.size == 0 or not refuted(self.lower, self.margin).any():
             return None
-        return int(np.argmax(self.lower))
+        return int(np.argmax(self.lower - self.margin))
 
     @property
     def refuted(self) -> bool:
         return self.refuting_row is not None
 
     @property
-    def margin(self) -> float:
-        """The best row's lower bound: > DECISION_MARGIN means refuted."""
-        return float(self.lower.max()) if self.lower.size else -np.inf
+    def slack(self) -> float:
+        """The best row's lower bound minus its margin: > 0 means refuted."""
+        return float((self.lower - self.margin).max()) if self.lower.size else -np.inf
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,6 @@ class PropertyBounds:
     method: str
     cases: tuple[CaseBounds, ...]
     seconds: float
-    margin: float = DECISION_MARGIN
 
     @property
     def proved(self) -> bool:
@@ -71,9 +73,20 @@ class PropertyBounds:
         return all(case.refuted for case in self.cases)
 
     @property
+    def unconstrained(self) -> int:
+        """Disjuncts with no output row: every output is unsafe, nothing to refute."""
+        return sum(d.lower.size == 0 for case in self.cases for d in case.disjuncts)
+
+    @property
     def worst_margin(self) -> float:
-        """min over disjuncts of the best row's lower bound (> margin: proved)."""
-        return min(d.margin for case in self.cases for d in case.disjuncts)
+        """min over disjuncts of the best row's lower bound minus its margin
+        (> 0: proved)."""
+        return min(d.slack for case in self.cases for d in case.disjuncts)
+
+    @property
+    def margins(self) -> np.ndarray:
+        """Every row's decision margin (the float32 gap bound and the floor)."""
+        return np.concatenate([d.margin for case in self.cases for d in case.disjuncts])
 
     def to_dict(self) -> dict:
         def floats(a):
@@ -82,18 +95,21 @@ class PropertyBounds:
         return {
             "method": self.method,
             "seconds": self.seconds,
-            "margin": self.margin,
+            "margin": {"max": float(self.margins.max()),
+                       "median": float(np.median(self.margins))},
             "proved": self.proved,
             "worst_margin": self.worst_margin,
             "disjuncts": sum(len(c.disjuncts) for c in self.cases),
             "refuted": sum(d.refuted for c in self.cases for d in c.disjuncts),
+            "unconstrained_disjuncts": self.unconstrained,
             "cases": [{
                 "refuted": case.refuted,
                 "ignored_input_constraints": case.ignored_input_constraints,
                 "outputs": {"lower": floats(case.output_lower),
                             "upper": floats(case.output_upper)},
                 "disjuncts": [{"refuted": d.refuted, "refuting_row": d.refuting_row,
-                               "lower": floats(d.lower), "upper": floats(d.upper)}
+                               "lower": floats(d.lower), "upper": floats(d.upper),
+                               "margin": floats(d.margin)}
                               for d in case.disjuncts],
             } for case in self.cases],
         }
@@ -116,14 +132,18 @@ def bound_property(graph, prop, method: str = "crown",
         C[b, :rows.shape[0]] = rows
         d[b, :rows.shape[0]] = np.concatenate([p.d for p in case.unsafe])
         C[b, width:] = np.eye(n_out)
-    box = Box(np.stack([c.region.lower for c in cases]), np.stack([c.region.upper for c in cases]))
+    # the float32 network only sees float32 inputs: bound the float32 hull of each box
+    box = Box(*float32_hull(np.stack([c.region.lower for c in cases]),
+                            np.stack([c.region.upper for c in cases])))
     result = compute_bounds(graph, box, method=method, C=C, d=d, options=options)
+    margin = decision_margins(graph, result.node_bounds, C, d)
     out = []
     for b, case in enumerate(cases):
         disjuncts, at = [], 0
         for count in counts[b]:
-            disjuncts.append(DisjunctBounds(result.lower[b, at:at + count],
-                                            result.upper[b, at:at + count]))
+            rows = slice(at, at + count)
+            disjuncts.append(DisjunctBounds(result.lower[b, rows], result.upper[b, rows],
+                                            margin[b, rows]))
             at += count
         out.append(CaseBounds(result.lower[b, width:], result.upper[b, width:],
                               tuple(disjuncts), int(case.region.A.shape[0])))

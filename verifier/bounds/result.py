@@ -61,6 +61,12 @@ class BoundOptions:
             from it for a high price).
         early_stop: stop alpha-CROWN once every row is refuted (only when
             no upper bounds are asked for).
+        deadline: a ``time.monotonic()`` value (None: none). Once it has
+            passed, no further intermediate CROWN or alpha-CROWN pass and no
+            further alpha-CROWN iteration is started: the bounds returned are
+            the sound ones reached so far (IBP where CROWN was skipped, the
+            CROWN pass, the best alpha iterate), and ``cut_short`` is set.
+            The final rows still get their one CROWN pass.
     """
 
     intermediate: str = "auto"
@@ -75,6 +81,7 @@ class BoundOptions:
     early_stop: bool = True
     alpha_intermediate: bool = True
     max_alpha_work: float = 5e7
+    deadline: float | None = None
 
     def __post_init__(self):
         if self.intermediate not in ("auto", "crown", "ibp"):
@@ -109,6 +116,9 @@ class BoundsResult:
             ``(B, n)``: how much the CROWN lower bounds (summed over the rows)
             lose to each neuron's relaxation (>= 0, 0 when stable); a
             branching heuristic (BaBSR-like).
+        cut_short: the deadline of :class:`BoundOptions` stopped some
+            tightening or optimisation; the bounds are sound but may be
+            looser than without a deadline.
     """
 
     method: str
@@ -121,6 +131,7 @@ class BoundsResult:
     infeasible: np.ndarray | None = None
     intermediate_methods: dict[int, str] = field(default_factory=dict)
     split_scores: dict[int, np.ndarray] = field(default_factory=dict)
+    cut_short: bool = False
 
     @property
     def batch(self) -> int:
@@ -140,4 +151,5 @@ class BoundsResult:
             alpha=take_nested(self.alpha, index), beta=take_nested(self.beta, index),
             infeasible=None if self.infeasible is None else self.infeasible[index],
             intermediate_methods=dict(self.intermediate_methods),
-            split_scores={k: v[index] for k, v in self.split_scores.items()})
+            split_scores={k: v[index] for k, v in self.split_scores.items()},
+            cut_short=self.cut_short)

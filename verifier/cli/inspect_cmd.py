@@ -6,11 +6,11 @@ import sys
 
 import click
 
-from verifier.cli import EXIT_ERROR, handle_errors
+from verifier.cli import EXIT_ERROR, Command, InputFile, handle_errors
 
 
-@click.command()
-@click.argument("model", type=click.Path(dir_okay=False))
+@click.command(cls=Command)
+@click.argument("model", type=InputFile("model"))
 @click.option("--samples", default=8, show_default=True,
               help="Random inputs for the IR-vs-onnxruntime self-check (0 skips it).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random inputs.")
@@ -22,6 +22,7 @@ def inspect(model, samples, seed, as_json):
 
     Exit 0 when the model is supported and consistent, 2 otherwise.
     """
+    import onnx  # noqa: F401 - imported here so that "loaded in" times the model only
     from verifier.inspect import SELF_CHECK_TOLERANCE, inspect_model
 
     report = inspect_model(model, samples=samples, seed=seed)

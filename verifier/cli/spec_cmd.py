@@ -5,7 +5,7 @@ import json
 
 import click
 
-from verifier.cli import handle_errors
+from verifier.cli import Command, InputFile, handle_errors
 
 
 def _render(info: dict) -> str:
@@ -34,14 +34,19 @@ def _render(info: dict) -> str:
     return "\n".join(lines)
 
 
-@click.command(help="Parse a VNN-LIB property (1.0 or 2.0, .vnnlib or .vnnlib.gz) and "
+@click.command(cls=Command,
+               help="Parse a VNN-LIB property (1.0 or 2.0, .vnnlib or .vnnlib.gz) and "
                     "summarise it: inputs, outputs, input regions, unsafe disjuncts, rows "
                     "and the range of the input box widths.")
-@click.argument("property_path", metavar="PROPERTY", type=click.Path(dir_okay=True))
+@click.argument("property_path", metavar="PROPERTY", type=InputFile("property"))
+@click.option("--max-disjuncts", type=click.IntRange(min=1),
+              help="Refuse properties with more unsafe disjuncts than this "
+                   "(default: the reader's limit, 100000).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @handle_errors
-def spec(property_path: str, as_json: bool) -> None:
+def spec(property_path: str, max_disjuncts: int | None, as_json: bool) -> None:
     from verifier.spec import load_property, summarize
 
-    info = summarize(load_property(property_path))
+    limit = {} if max_disjuncts is None else {"max_disjuncts": max_disjuncts}
+    info = summarize(load_property(property_path, **limit))
     click.echo(json.dumps(info, indent=2) if as_json else _render(info))

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.frontend.convert_linear import _spatial_input, _spatial_output, pool_geometry
-from verifier.frontend.convert_shape import constant_input, normalize_axis, scale
+from verifier.frontend.axes import normalize_axis
+from verifier.frontend.convert_linear import (
+    _spatial_input, _spatial_output, flat_spatial, pool_geometry,
+)
+from verifier.frontend.convert_shape import constant_input, reshape, scale
 from verifier.frontend.registry import Unsupported, converter
 from verifier.ir import ops
 
@@ -98,7 +101,8 @@ def _max_pool(ctx, node, args, attrs):
         raise Unsupported("the Indices output of MaxPool is not supported")
     x, name = args[0], node.output[0]
     x, rank = _spatial_input(ctx, x, name)
-    kernel, stride, padding, dilation, out_hw, _ = pool_geometry(attrs, x, rank)
+    kernel, stride, padding, dilation, out_hw, _ = pool_geometry(attrs, x, rank,
+                                                                 negative_end=True)
     y = ctx.emit(ops.MaxPool, [x], x.shape[:-1 - 1] + out_hw, name + "/pool", kernel=kernel,
                  stride=stride, padding=padding, dilation=dilation)
     return [_spatial_output(ctx, y, rank, name)]
@@ -106,11 +110,11 @@ def _max_pool(ctx, node, args, attrs):
 
 @converter("GlobalMaxPool")
 def _global_max_pool(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    x, rank = _spatial_input(ctx, x, name)
-    hw = x.shape[-2:]
-    y = ctx.emit(ops.MaxPool, [x], x.shape[:-2] + (1, 1), name + "/gmp", kernel=hw, stride=hw)
-    return [_spatial_output(ctx, y, rank, name)]
+    name = node.output[0]
+    x, out_shape = flat_spatial(ctx, args[0], name)
+    y = ctx.emit(ops.MaxPool, [x], x.shape[:2] + (1, 1), name + "/gmp", kernel=x.shape[-2:],
+                 stride=x.shape[-2:])
+    return [reshape(ctx, y, out_shape, name)]
 
 
 @converter("Softmax", since=13)

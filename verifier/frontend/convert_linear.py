@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifier.frontend.axes import axes_argument, normalize_axes
 from verifier.frontend.convert_shape import (
     broadcast, constant_input, gather, positions, reshape, scale,
 )
@@ -29,30 +30,64 @@ def linear(ctx, x, weight, bias, name):
 
 
 def matmul(ctx, a, b, name):
-    """a @ b with exactly one of a, b a Var and the other a constant."""
+    """a @ b (numpy/ONNX MatMul semantics) with exactly one of a, b a Var and
+    the other a constant; constants of rank > 2 are stacks of matrices."""
     if is_var(a) and is_var(b):
         raise Unsupported("the product of two tensors that both depend on the input "
                           "is not affine")
-    if is_var(a):
-        b = np.asarray(b, dtype=np.float64)
-        if b.ndim == 1:
-            x = a if len(a.shape) > 1 else reshape(ctx, a, (1,) + a.shape, name + "/row")
-            y = linear(ctx, x, b[None, :], None, name + "/vec")
-            return reshape(ctx, y, y.shape[:-1], name)
-        if b.ndim != 2:
-            raise Unsupported("MatMul with a constant of rank > 2 (batched weights)")
-        if len(a.shape) == 1:
-            y = linear(ctx, reshape(ctx, a, (1,) + a.shape, name + "/row"), b.T, None, name + "/mm")
-            return reshape(ctx, y, (b.shape[1],), name)
-        return linear(ctx, a, b.T, None, name)
-    # constant @ var: (C @ X) = (X^T @ C^T)^T on the last two axes
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim != 2 or len(b.shape) < 2:
-        raise Unsupported("MatMul of a constant by the input needs a 2-D constant "
-                          "and an input of rank >= 2")
-    xt = _transpose_last(ctx, b, name + "/T_in")
-    y = linear(ctx, xt, a, None, name + "/mm")
-    return _transpose_last(ctx, y, name)
+    if not is_var(a):
+        return _constant_matmul(ctx, np.asarray(a, dtype=np.float64), b, name)
+    b = np.asarray(b, dtype=np.float64)
+    if b.ndim == 0 or len(a.shape) == 0:
+        raise Unsupported("MatMul with a scalar operand")
+    row = len(a.shape) == 1  # a 1-D input is a row, whose axis is dropped again
+    x = reshape(ctx, a, (1,) + a.shape, name + "/row") if row else a
+    inner = name if b.ndim == 2 and not row else name + "/mm"
+    if b.ndim == 1:  # matrix @ vector: the last axis goes
+        y = linear(ctx, x, b[None, :], None, inner)
+        shape = y.shape[:-1]
+    else:
+        y = linear(ctx, x, b.T, None, inner) if b.ndim == 2 else \
+            _batched_matmul(ctx, x, b, inner)
+        shape = y.shape
+    if row:
+        shape = shape[:-2] + shape[-1:] if b.ndim > 1 else shape[:-1]
+    return reshape(ctx, y, shape, name)
+
+
+def _constant_matmul(ctx, c, x, name):
+    """Constant c @ Var x: (x^T @ c^T)^T on the last two axes; a 1-D x is a
+    column (c @ x = Linear with weight c), a 1-D c a row."""
+    if c.ndim == 0:
+        raise Unsupported("MatMul with a scalar operand")
+    if len(x.shape) == 1:
+        if c.ndim != 2:
+            raise Unsupported("MatMul of a stack of constant matrices by a 1-D input")
+        return linear(ctx, x, c, None, name)
+    row = c.ndim == 1
+    c = c[None, :] if row else c
+    y = matmul(ctx, _transpose_last(ctx, x, name + "/T_in"), np.swapaxes(c, -1, -2),
+               name + "/mm")
+    y = _transpose_last(ctx, y, name + "/T_out" if row else name)
+    return reshape(ctx, y, y.shape[:-2] + y.shape[-1:], name) if row else y
+
+
+def _batched_matmul(ctx, x, b, name):
+    """Var x (..., n, k) @ constant b (..., k, m) with a stack of weights
+    (rank > 2, broadcast as in numpy): one Linear per matrix of the stack on
+    the matching slice of x, stacked back with a Concat."""
+    batch = np.broadcast_shapes(x.shape[:-2], b.shape[:-2])
+    n, k, m = x.shape[-2], x.shape[-1], b.shape[-1]
+    if b.shape[-2] != k:
+        raise Unsupported(f"MatMul shapes {list(x.shape)} and {list(b.shape)} do not agree")
+    index = np.broadcast_to(positions(x.shape).reshape(
+        (1,) * (len(batch) + 2 - len(x.shape)) + x.shape), batch + (n, k)).reshape(-1, n, k)
+    weights = np.broadcast_to(b, batch + (k, m)).reshape(-1, k, m)
+    parts = [linear(ctx, gather(ctx, x, index[p][None], f"{name}/slice{p}"), weights[p].T,
+                    None, f"{name}/part{p}") for p in range(index.shape[0])]
+    y = parts[0] if len(parts) == 1 else ctx.emit(ops.Concat, parts, (len(parts), n, m),
+                                                  name + "/stack", axis=0)
+    return reshape(ctx, y, batch + (n, m), name)
 
 
 @converter("MatMul")
@@ -73,7 +108,10 @@ def _gemm(ctx, node, args, attrs):
     shift = None if c is None else beta * np.asarray(c, dtype=np.float64)
     if is_var(a) and not is_var(b):
         weight = alpha * np.asarray(b, dtype=np.float64).T
-        if shift is not None and shift.size in (1, weight.shape[0]):
+        # C is a Linear bias only when it varies along the columns alone;
+        # a (M, 1) C adds per row and goes through the broadcasting Scale
+        if shift is not None and all(s == 1 for s in shift.shape[:-1]) \
+                and shift.size in (1, weight.shape[0]):
             return [linear(ctx, a, weight, shift.reshape(-1), name)]
         y = linear(ctx, a, weight, None, name + "/mm")
     else:
@@ -142,8 +180,12 @@ def _batch_norm(ctx, node, args, attrs):
                               .astype(np.float64) for i in range(1, 5))
     factor = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
     bshape = (1, -1) + (1,) * (len(x.shape) - 2)
-    return [scale(ctx, x, factor.reshape(bshape), (beta - mean * factor).reshape(bshape),
-                  node.output[0])]
+    # (x - mean) * factor, then + beta: simplify folds the two into one Scale
+    # and records |mean * factor| + |beta|, which onnxruntime's float32 kernel
+    # (new_bias = beta - mean * new_scale) rounds at (verifier.bounds.roundoff)
+    centred = scale(ctx, x, factor.reshape(bshape), (-mean * factor).reshape(bshape),
+                    node.output[0] + "/centred")
+    return [scale(ctx, centred, 1.0, beta.reshape(bshape), node.output[0])]
 
 
 # ---------------------------------------------------------------- convolution
@@ -241,6 +283,33 @@ def _conv(ctx, node, args, attrs):
     return [_spatial_output(ctx, y, rank, name)]
 
 
+def _transpose_padding(attrs, rank, in_hw, stride, full):
+    """(top, left, bottom, right) cropped from the full output, and the output size.
+
+    As onnxruntime computes them (checked against it in the tests): the target
+    size is ``output_shape`` or, for ``auto_pad`` SAME_*, ``input * stride``
+    but never more than the full output (the total padding is clamped at 0,
+    where the ONNX text would pad negatively); SAME_UPPER crops
+    ``total // 2`` at the start, SAME_LOWER and explicit ``output_shape``
+    crop the larger half at the start. A target larger than the full output
+    (``output_shape`` only) is filled with zeros at the end.
+    """
+    auto = attrs.get("auto_pad", "NOTSET")
+    if attrs.get("output_shape"):
+        target = [1] * (2 - rank) + [int(v) for v in attrs["output_shape"]][-rank:]
+    elif auto in ("SAME_UPPER", "SAME_LOWER"):
+        target = [min(f, i * s) for f, i, s in zip(full, in_hw, stride)]
+    else:
+        if auto == "VALID":
+            pads = (0, 0, 0, 0)
+        else:
+            pads = _pads_2d([int(p) for p in attrs.get("pads") or [0] * (2 * rank)], rank)
+        return pads, tuple(f - pads[i] - pads[i + 2] for i, f in enumerate(full))
+    total = [max(f - t, 0) for f, t in zip(full, target)]
+    begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+    return (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1]), tuple(target)
+
+
 @converter("ConvTranspose")
 def _conv_transpose(ctx, node, args, attrs):
     name = node.output[0]
@@ -252,27 +321,7 @@ def _conv_transpose(ctx, node, args, attrs):
     in_hw = x.shape[-2:]
     full = [s * (i - 1) + op + (k - 1) * d + 1
             for i, s, op, k, d in zip(in_hw, stride, out_pad, kernel, dilation)]
-    auto = attrs.get("auto_pad", "NOTSET")
-    if attrs.get("output_shape"):
-        target = [int(v) for v in attrs["output_shape"]][-rank:]
-        target = [1] * (2 - rank) + target
-        total = [f - t for f, t in zip(full, target)]
-        if auto == "SAME_UPPER":
-            begins = [t // 2 for t in total]
-        else:
-            begins = [t - t // 2 for t in total]
-        pads = (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1])
-    elif auto in ("SAME_UPPER", "SAME_LOWER"):
-        target = [i * s for i, s in zip(in_hw, stride)]
-        total = [f - t for f, t in zip(full, target)]
-        begins = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
-        pads = (begins[0], begins[1], total[0] - begins[0], total[1] - begins[1])
-    else:
-        pads = (0, 0, 0, 0) if auto == "VALID" else None
-        if pads is None:
-            raw = attrs.get("pads") or [0] * (2 * rank)
-            pads = _pads_2d([int(p) for p in raw], rank)
-    out_hw = tuple(f - pads[i] - pads[i + 2] for i, f in enumerate(full))
+    pads, out_hw = _transpose_padding(attrs, rank, in_hw, stride, full)
     if x.shape[-3] != weight.shape[0]:
         raise Unsupported(f"ConvTranspose weight {list(weight.shape)} does not fit input "
                           f"channels {x.shape[-3]}")
@@ -284,27 +333,72 @@ def _conv_transpose(ctx, node, args, attrs):
 # ---------------------------------------------------------------- average pooling
 
 
-def pool_geometry(attrs, x, rank):
-    """kernel, stride, padding (with ceil-mode extra), dilation and output size."""
+def _trunc_div(a: int, b: int) -> int:
+    """Integer division rounding toward zero (C++'s, which onnxruntime uses)."""
+    return a // b if a >= 0 else -(-a // b)
+
+
+def _pool_pads(attrs, rank, in_hw, kernel, stride, dilation):
+    """Declared (top, left, bottom, right) of a pooling op, as onnxruntime
+    computes them: for ``auto_pad`` SAME_* from the *undilated* kernel,
+    ``(ceil(n / s) - 1) * s + k - n`` in total, the odd one at the end
+    (SAME_UPPER) or the start (SAME_LOWER)."""
+    auto = attrs.get("auto_pad", "NOTSET")
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        return padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
+    begins, ends = [], []
+    for size, k, s in zip(in_hw, kernel, stride):
+        total = (-(-size // s) - 1) * s + k - size
+        begin = _trunc_div(total + 1 if auto == "SAME_LOWER" else total, 2)
+        begins.append(begin)
+        ends.append(total - begin)
+    return tuple(begins) + tuple(ends)
+
+
+def pool_geometry(attrs, x, rank, negative_end=False):
+    """kernel, stride, padding (with the end padding the last windows reach),
+    dilation, output size and the declared pads (for count_include_pad).
+
+    The output size is onnxruntime's: ``(n + pads - span) / s + 1`` with the
+    division rounded toward zero (so a dilated window longer than the padded
+    input still gives one output) or, with ``ceil_mode``, up, less one when
+    the last window would start past the input and the begin padding.
+    Windows that reach past the declared end padding read padding. SAME_*
+    with a kernel shorter than the stride can ask for negative padding:
+    onnxruntime's MaxPool ignores a negative end (``negative_end``), its
+    AveragePool crops the input there and a negative start shifts the
+    windows; those are rejected.
+    """
     kernel = _to_2d(attrs, "kernel_shape", 1, rank)
     stride = _to_2d(attrs, "strides", 1, rank)
     dilation = _to_2d(attrs, "dilations", 1, rank)
     in_hw = x.shape[-2:]
-    pads = padding_2d(attrs, rank, in_hw, kernel, stride, dilation)
-    out_hw = list(conv_output_hw(in_hw, kernel, stride, pads, dilation))
-    extra = [0, 0]
-    if attrs.get("ceil_mode", 0):
-        for i in range(2):
-            span = in_hw[i] + pads[i] + pads[i + 2] - (dilation[i] * (kernel[i] - 1) + 1)
-            ceil_out = -(-span // stride[i]) + 1
+    pads = _pool_pads(attrs, rank, in_hw, kernel, stride, dilation)
+    out_hw, ends = [], []
+    for i in range(2):
+        span = dilation[i] * (kernel[i] - 1) + 1
+        begin, end = pads[i], pads[i + 2]
+        extent = in_hw[i] + begin + end - span
+        if attrs.get("ceil_mode", 0):
+            out = -(-extent // stride[i]) + 1
             # the last window must start inside the input or the begin padding
-            if (ceil_out - 1) * stride[i] >= in_hw[i] + pads[i]:
-                ceil_out -= 1
-            extra[i] = max((ceil_out - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1
-                           - (in_hw[i] + pads[i] + pads[i + 2]), 0)
-            out_hw[i] = ceil_out
-    padding = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-    return kernel, stride, padding, dilation, tuple(out_hw), pads
+            if (out - 1) * stride[i] >= in_hw[i] + begin:
+                out -= 1
+        else:
+            out = _trunc_div(extent, stride[i]) + 1
+        # end padding: the declared one, or more where the last windows reach past it
+        end = max(end, (out - 1) * stride[i] + span - in_hw[i] - begin, 0)
+        windows = (in_hw[i] + begin + end - span) // stride[i] + 1
+        negative = min(pads[:2]) < 0 or (min(pads[2:]) < 0 and not negative_end)
+        if out < 1 or negative or windows != out:
+            raise Unsupported(f"pooling window {list(kernel)} (dilation {list(dilation)}, "
+                              f"stride {list(stride)}, pads {list(pads)}) does not fit an "
+                              f"input of {list(in_hw)}")
+        out_hw.append(out)
+        ends.append(end)
+    padding = (pads[0], pads[1], ends[0], ends[1])
+    declared = tuple(max(p, 0) for p in pads)
+    return kernel, stride, padding, dilation, tuple(out_hw), declared
 
 
 @converter("AveragePool")
@@ -331,30 +425,37 @@ def _average_pool(ctx, node, args, attrs):
     return [_spatial_output(ctx, y, rank, name)]
 
 
+def flat_spatial(ctx, x, name):
+    """(N, C, *spatial) Var as (N, C, 1, S) for a global pooling over all S
+    spatial entries (any number of spatial axes), and the output shape."""
+    if len(x.shape) < 3:
+        raise Unsupported(f"global pooling needs an (N, C, ...) input, got {list(x.shape)}")
+    lead = x.shape[:2]
+    size = int(np.prod(x.shape[2:], dtype=np.int64))
+    return reshape(ctx, x, lead + (1, size), name + "/flat"), lead + (1,) * (len(x.shape) - 2)
+
+
 @converter("GlobalAveragePool")
 def _global_average_pool(ctx, node, args, attrs):
-    x, name = args[0], node.output[0]
-    x, rank = _spatial_input(ctx, x, name)
-    channels, hw = x.shape[-3], x.shape[-2:]
-    weight = np.full((channels, 1) + hw, 1.0 / (hw[0] * hw[1]))
-    y = ctx.emit(ops.Conv, [x], x.shape[:-3] + (channels, 1, 1), name + "/gap",
+    name = node.output[0]
+    x, out_shape = flat_spatial(ctx, args[0], name)
+    channels, size = x.shape[1], x.shape[-1]
+    weight = np.full((channels, 1, 1, size), 1.0 / size)
+    y = ctx.emit(ops.Conv, [x], x.shape[:2] + (1, 1), name + "/gap",
                  weight=weight, bias=None, groups=channels)
-    return [_spatial_output(ctx, y, rank, name)]
+    return [reshape(ctx, y, out_shape, name)]
 
 
 @converter("ReduceMean", "ReduceSum")
 def _reduce(ctx, node, args, attrs):
     x, name = args[0], node.output[0]
-    axes = attrs.get("axes")
-    if axes is None:
-        value = constant_input(args, 1, f"the axes of {node.op_type}")
-        axes = None if value is None else [int(a) for a in value.reshape(-1)]
+    axes = axes_argument(node, args, attrs)
     rank = len(x.shape)
     if not axes:
         if attrs.get("noop_with_empty_axes", 0):
             return [x]
         axes = list(range(rank))
-    axes = sorted(a % rank for a in axes)
+    axes = sorted(normalize_axes(axes, rank))
     keep = [i for i in range(rank) if i not in axes]
     # move reduced axes last, flatten them, and reduce with a Linear
     perm = keep + axes

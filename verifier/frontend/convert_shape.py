@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from verifier.frontend.axes import axes_argument, normalize_axes, normalize_axis
 from verifier.frontend.registry import Unsupported, converter, is_var
 from verifier.ir import ops
 
@@ -62,26 +63,29 @@ def constant_input(args, i, what, node_name=""):
     return np.asarray(args[i])
 
 
-def normalize_axis(axis, rank):
-    axis = int(axis)
-    if not -rank <= axis < max(rank, 1):
-        raise Unsupported(f"axis {axis} is out of range for rank {rank}")
-    return axis % rank if rank else 0
-
-
 # ---------------------------------------------------------------- no-ops
 
 
-@converter("Identity", "Dropout", "Cast", "CastLike")
+@converter("Identity", "Cast", "CastLike")
 def _identity(ctx, node, args, attrs):
     if node.op_type == "Cast":
         to = attrs.get("to")
         if to not in (1, 10, 11, 16):
             raise Unsupported(f"Cast of the model's data to a non-float type (to={to}) "
                               "is not supported")
-    if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
-        raise Unsupported("the mask output of Dropout is not supported")
     return [args[0]]
+
+
+@converter("Dropout")
+def _dropout(ctx, node, args, attrs):
+    """Inference-mode Dropout: the identity, and its optional mask output is
+    a constant of all true (as onnxruntime computes it)."""
+    training = constant_input(args, 2, "the training_mode of Dropout")
+    if training is not None and bool(training.reshape(-1)[0]):
+        raise Unsupported("Dropout in training mode is random; export the model in "
+                          "inference mode (model.eval())")
+    x = args[0]
+    return [x, np.ones(x.shape, dtype=bool)]
 
 
 @converter("Constant")
@@ -105,7 +109,7 @@ def _shape(ctx, node, args, attrs):
 @converter("Flatten")
 def _flatten(ctx, node, args, attrs):
     x = args[0]
-    axis = normalize_axis(attrs.get("axis", 1), len(x.shape) + 1)
+    axis = normalize_axis(attrs.get("axis", 1), len(x.shape), split_point=True)
     outer = int(np.prod(x.shape[:axis], dtype=np.int64))
     return [reshape(ctx, x, (outer, x.size // outer if outer else 0), node.output[0])]
 
@@ -126,21 +130,14 @@ def _reshape(ctx, node, args, attrs):
     return [reshape(ctx, x, target, node.output[0])]
 
 
-def _axes(node, args, attrs, input_index=1):
-    if "axes" in attrs:
-        return [int(a) for a in attrs["axes"]]
-    value = constant_input(args, input_index, f"the axes of {node.op_type}")
-    return None if value is None else [int(a) for a in value.reshape(-1)]
-
-
 @converter("Squeeze")
 def _squeeze(ctx, node, args, attrs):
     x = args[0]
-    axes = _axes(node, args, attrs)
+    axes = axes_argument(node, args, attrs)
     if axes is None:
         shape = [s for s in x.shape if s != 1]
     else:
-        axes = {normalize_axis(a, len(x.shape)) for a in axes}
+        axes = set(normalize_axes(axes, len(x.shape)))
         shape = [s for i, s in enumerate(x.shape) if i not in axes]
     return [reshape(ctx, x, shape, node.output[0])]
 
@@ -148,9 +145,11 @@ def _squeeze(ctx, node, args, attrs):
 @converter("Unsqueeze")
 def _unsqueeze(ctx, node, args, attrs):
     x = args[0]
-    axes = _axes(node, args, attrs)
+    axes = axes_argument(node, args, attrs)
+    if axes is None:
+        raise Unsupported("Unsqueeze without axes")
     rank = len(x.shape) + len(axes)
-    axes = sorted(normalize_axis(a, rank) for a in axes)
+    axes = sorted(normalize_axes(axes, rank))
     shape = list(x.shape)
     for a in axes:
         shape.insert(a, 1)
@@ -190,10 +189,9 @@ def _do_slice(ctx, node, x, starts, ends, axes, steps):
     axes = list(range(len(starts))) if axes is None else [int(a) for a in np.reshape(axes, -1)]
     steps = [1] * len(starts) if steps is None else [int(s) for s in np.reshape(steps, -1)]
     index = [slice(None)] * rank
-    for start, end, axis, step in zip(starts, ends, axes, steps):
+    for start, end, axis, step in zip(starts, ends, normalize_axes(axes, rank), steps):
         if step == 0:
             raise Unsupported("Slice with step 0")
-        axis = normalize_axis(axis, rank)
         # Python's slice clamping and wrapping of negative indices is ONNX's
         index[axis] = slice(start, end, step)
     return gather(ctx, x, positions(x.shape)[tuple(index)], node.output[0])
@@ -275,7 +273,7 @@ def _pad(ctx, node, args, attrs):
         value = 0.0 if cval is None or cval.size == 0 else float(cval.reshape(-1)[0])
         axes_value = constant_input(args, 3, "the axes of Pad")
         axes = list(range(rank)) if axes_value is None else \
-            [normalize_axis(a, rank) for a in axes_value]
+            normalize_axes(axes_value.reshape(-1), rank)
     mode = attrs.get("mode", "constant")
     before, after = [0] * rank, [0] * rank
     for k, axis in enumerate(axes):

@@ -7,12 +7,51 @@ from pathlib import Path
 
 import numpy as np
 
-from verifier.errors import InputFileError, ModelError, UnsupportedModelError, UnsupportedNode
+from verifier.errors import (
+    InputFileError, ModelError, UnsupportedGraphError, UnsupportedModelError, UnsupportedNode,
+)
 from verifier.frontend.registry import Unsupported, Var, is_var, lookup, node_attributes
 from verifier.ir import ops
 from verifier.ir.graph import Graph
 
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+
+#: Why well-known ops have no converter, and what the user can do instead.
+_UNSUPPORTED_HINTS = {
+    **dict.fromkeys(("LSTM", "GRU", "RNN"),
+                    "recurrent ops are not supported; export the unrolled network "
+                    "(a fixed number of time steps as plain layers)"),
+    **dict.fromkeys(("Loop", "Scan", "If"),
+                    "control-flow ops (subgraphs) are not supported; export a network "
+                    "without them (unrolled or traced for a fixed input shape)"),
+    **dict.fromkeys(("Resize", "Upsample"),
+                    "Resize is not supported (a nearest upsampling by an integer factor "
+                    "can be exported as a ConvTranspose with a kernel of ones)"),
+    **dict.fromkeys(("MatMulInteger", "QLinearConv", "QLinearMatMul", "QuantizeLinear",
+                     "DequantizeLinear"),
+                    "quantized ops are not supported; export the float network"),
+}
+
+
+def element_type_name(elem_type: int) -> str:
+    """The ONNX name of a tensor element type number (7 -> 'int64')."""
+    import onnx
+
+    try:
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"unknown type {elem_type}"
+
+
+def _looks_like_text(data: bytes) -> bool:
+    """Whether ``data`` starts like a text file (a VNN-LIB property, say):
+    binary protobuf always has control bytes (field tags) in its first bytes."""
+    head = data[:4096]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(text.strip()) and all(c.isprintable() or c in "\t\r\n" for c in text)
 
 
 def read_model_proto(model):
@@ -45,6 +84,12 @@ def read_model_proto(model):
         except (OSError, EOFError) as exc:
             raise ModelError(f"{where!r} is not a valid ONNX model: broken gzip stream "
                              f"({exc})") from None
+    if _looks_like_text(data):
+        if b"declare-const" in data[:65536] or b"(assert" in data[:65536]:
+            raise ModelError(f"{where!r} is not a valid ONNX model: it is a VNN-LIB property; "
+                             "did you swap MODEL and PROPERTY? The model comes first")
+        raise ModelError(f"{where!r} is not a valid ONNX model: it is a text file, not a "
+                         "binary ONNX protobuf")
     try:
         proto = onnx.load_model_from_string(data)
     except Exception as exc:  # protobuf raises DecodeError and others
@@ -122,25 +167,25 @@ def lower_model(model, where: str = "<model>") -> Graph:
     inputs = [vi for vi in graph.input if vi.name not in values]
     if len(inputs) != 1:
         names = ", ".join(repr(vi.name) for vi in inputs) or "none"
-        raise UnsupportedModelError([UnsupportedNode(
-            "<graph>", "graph", opset,
-            f"the model must have exactly one non-constant input, found {len(inputs)} ({names})")],
-            where)
+        raise UnsupportedGraphError(
+            f"the model must have exactly one non-constant input, found {len(inputs)} "
+            f"({names})", where)
     if len(graph.output) != 1:
-        raise UnsupportedModelError([UnsupportedNode(
-            "<graph>", "graph", opset,
-            f"the model must have exactly one output, found {len(graph.output)}")], where)
+        names = ", ".join(repr(vi.name) for vi in graph.output) or "none"
+        raise UnsupportedGraphError(
+            f"the model must have exactly one output, found {len(graph.output)} ({names})",
+            where)
     elem = inputs[0].type.tensor_type.elem_type
     if elem not in _FLOAT_TYPES:
-        raise UnsupportedModelError([UnsupportedNode(
-            "<graph>", "graph", opset,
-            f"input {inputs[0].name!r} has element type {elem}; only float inputs are supported")],
-            where)
+        raise UnsupportedGraphError(
+            f"input {inputs[0].name!r} has element type {element_type_name(elem)}; only "
+            f"float inputs ({', '.join(_FLOAT_TYPES.values())}) are supported", where)
 
     ctx = Lowering(opset)
     values[inputs[0].name] = ctx.emit(ops.Input, [], _static_shape(inputs[0], where),
                                       name=inputs[0].name)
-    onnx_nodes = fuse_patterns(list(graph.node), values)
+    onnx_nodes = fuse_patterns(list(graph.node), values,
+                               outputs={o.name for o in graph.output})
     problems: list[UnsupportedNode] = []
     poisoned: set[str] = set()
     for index, node in enumerate(onnx_nodes):
@@ -152,7 +197,8 @@ def lower_model(model, where: str = "<model>") -> Graph:
             continue
         func = lookup(node.op_type, opset)
         if func is None:
-            problems.append(UnsupportedNode(name, node.op_type, opset))
+            problems.append(UnsupportedNode(name, node.op_type, opset,
+                                            _UNSUPPORTED_HINTS.get(node.op_type, "")))
             poisoned.update(node.output)
             continue
         if any(i in poisoned for i in node.input if i):
@@ -190,9 +236,8 @@ def lower_model(model, where: str = "<model>") -> Graph:
     if result is None:
         raise ModelError(f"{where}: the graph output {out_name!r} is never computed")
     if not is_var(result):
-        raise UnsupportedModelError([UnsupportedNode(
-            "<graph>", "graph", opset, f"the output {out_name!r} does not depend on the input")],
-            where)
+        raise UnsupportedGraphError(f"the output {out_name!r} does not depend on the input",
+                                    where)
     nodes, output = _prune(ctx.nodes, result.index)
     from verifier.frontend.simplify import simplify
 

@@ -18,8 +18,13 @@ def _constant(name, values, constants):
     return float(array.reshape(-1)[0]) if array.size == 1 else None
 
 
-def fuse_patterns(nodes, values):
-    """Replace ``x * 0.5 * (1 + erf(x / sqrt(2)))`` chains by one Gelu node."""
+def fuse_patterns(nodes, values, outputs=()):
+    """Replace ``x * 0.5 * (1 + erf(x / sqrt(2)))`` chains by one Gelu node.
+
+    A chain is fused only when each of its intermediate values has exactly
+    one reader, inside the chain, and none is a graph output (``outputs``):
+    fusing removes those values, so any other reader would lose them.
+    """
     from onnx import helper, numpy_helper
 
     if not any(n.op_type == "Erf" for n in nodes):
@@ -85,6 +90,8 @@ def fuse_patterns(nodes, values):
                 continue
             chain.append(half)
         out = _final_output(chain)
+        if any(n.output[0] in outputs for n in chain if n.output[0] != out):
+            continue
         fused = helper.make_node("Gelu", [x], [out], name=f"{erf.name or 'erf'}/gelu",
                                  domain="verifier")
         positions = [nodes.index(n) for n in chain]

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from verifier.errors import MismatchError
 from verifier.ir import functional as F
 from verifier.ir import ops
 from verifier.ir.graph import Graph
@@ -159,15 +160,21 @@ def evaluate(graph: Graph, x: np.ndarray, *, all_values: bool = False):
     """Evaluate the graph on a batch ``x`` of shape (B, *input_shape).
 
     An unbatched ``x`` of exactly the input shape is accepted too (and the
-    result is then unbatched). Returns the output array, or the list of every
-    node's value when ``all_values`` is set.
+    result is then unbatched). Any other shape raises
+    :class:`verifier.errors.MismatchError` (nothing is reshaped or broadcast
+    silently). Returns the output array, or the list of every node's value
+    when ``all_values`` is set.
     """
     x = np.asarray(x, dtype=np.float64)
-    unbatched = x.shape == graph.input_shape
+    shape = tuple(graph.input_shape)
+    unbatched = x.shape == shape
     if unbatched:
         x = x[None]
-    if x.shape[1:] != graph.input_shape:
-        x = x.reshape((x.shape[0],) + graph.input_shape)
+    if x.shape[1:] != shape:
+        raise MismatchError(
+            f"evaluate: the input has shape {x.shape} but the model's input "
+            f"{graph.input_name!r} has shape {list(shape)}: pass an array of shape "
+            f"{shape} or (batch, {', '.join(map(str, shape))})")
     values: list = [None] * len(graph.nodes)
     values[0] = x
     for i in range(1, len(graph.nodes)):

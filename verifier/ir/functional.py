@@ -87,8 +87,15 @@ def conv_transpose2d(x, weight, bias=None, stride=(1, 1), padding=(0, 0, 0, 0),
     return out
 
 
+#: The value of MaxPool padding: onnxruntime pads with the lowest float32, so a
+#: window wholly in the padding (dilation, ceil_mode) yields -3.4028235e38,
+#: not -inf (and never a NaN further on); for float32 data it is never larger
+#: than a real entry, so other windows are unaffected.
+POOL_PAD = float(np.finfo(np.float32).min)
+
+
 def max_pool2d(x, kernel, stride, padding=(0, 0, 0, 0), dilation=(1, 1)) -> np.ndarray:
-    win = windows(pad2d(x, padding, -np.inf), kernel, stride, dilation)
+    win = windows(pad2d(x, padding, POOL_PAD), kernel, stride, dilation)
     return win.max(axis=(-2, -1))
 
 

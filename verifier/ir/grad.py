@@ -70,7 +70,7 @@ def _conv_transpose(node, x, g):
 @vjp(ops.MaxPool)
 @_nchw
 def _max_pool(node, x, g):
-    padded = F.pad2d(x, node.padding, -np.inf)
+    padded = F.pad2d(x, node.padding, F.POOL_PAD)
     win = F.windows(padded, node.kernel, node.stride, node.dilation)
     n, c, ho, wo, kh, kw = win.shape
     arg = win.reshape(n, c, ho, wo, kh * kw).argmax(axis=-1)

@@ -60,3 +60,12 @@ class Graph:
 
     def op_counts(self) -> Counter:
         return Counter(type(node).__name__ for node in self.nodes)
+
+    def __repr__(self) -> str:
+        """A one-line summary (shapes, op counts, parameters), never the weights."""
+        ops = ", ".join(f"{name} x{count}" if count > 1 else name
+                        for name, count in self.op_counts().items())
+        return (f"Graph({len(self.nodes)} nodes: {ops}; input {self.input_name!r} "
+                f"{list(self.input_shape)} -> output {self.output_name!r} "
+                f"{list(self.output_shape)}; {self.parameter_count():,} parameters, "
+                f"opset {self.opset})")

@@ -73,6 +73,49 @@ def _freeze_fields(node, *names, dtype=np.float64):
             object.__setattr__(node, name, _frozen_array(value, dtype))
 
 
+@dataclass(frozen=True, eq=False)
+class Folded:
+    """What folding several ONNX ops into one affine node hides from its weights.
+
+    onnxruntime still rounds after every original op, and the intermediate
+    values of the chain can be far larger than the folded constants suggest
+    (``(x + 1e8) - 1e8`` folds to ``x``). :mod:`verifier.bounds.roundoff`
+    reads this record; a node without one stands for a single ONNX op.
+
+    Attributes:
+        steps: float32 rounding steps of the folded-in ops, beyond those of
+            the node's own op (each folded element-wise op counts its own
+            roundings plus the re-rounding of fused float32 constants).
+        offset: ``>= 0``, the shape of the node's bias (Linear, Conv) or
+            shift (Scale): the constant term as it would be if every folded
+            op's constant had been added in absolute value; it bounds the
+            constants' part of every intermediate value of the chain,
+            expressed at the node's output.
+    """
+
+    steps: int
+    offset: np.ndarray
+
+    #: rounding steps one folded Scale adds: its Mul and Add, and the
+    #: re-rounding of the weights and bias onnxruntime may fuse it into
+    PER_SCALE: ClassVar[int] = 4
+
+    def __post_init__(self):
+        object.__setattr__(self, "offset", _frozen_array(self.offset))
+
+
+def folding_of(node) -> Folded:
+    """The :class:`Folded` record of a Linear, Conv, ConvTranspose or Scale
+    node: its own, or that of a node standing for one ONNX op (no extra
+    steps, offset ``|bias|`` or ``|shift|``)."""
+    if node.folded is not None:
+        return node.folded
+    constant = node.shift if isinstance(node, Scale) else node.bias
+    if constant is None:  # one entry per output channel (the last axis for Linear)
+        constant = np.zeros(node.shape[-1] if isinstance(node, Linear) else node.shape[-3])
+    return Folded(0, np.abs(constant))
+
+
 @dataclass(frozen=True, eq=False, kw_only=True)
 class Input(Node):
     """The model's input tensor."""
@@ -86,6 +129,7 @@ class Linear(Node):
 
     weight: np.ndarray
     bias: np.ndarray | None = None
+    folded: Folded | None = None
 
     def __post_init__(self):
         _freeze_fields(self, "weight", "bias")
@@ -104,6 +148,7 @@ class _Convolution(Node):
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     dilation: tuple[int, int] = (1, 1)
     groups: int = 1
+    folded: Folded | None = None
 
     def __post_init__(self):
         _freeze_fields(self, "weight", "bias")
@@ -147,6 +192,7 @@ class Scale(Node):
 
     scale: np.ndarray
     shift: np.ndarray
+    folded: Folded | None = None
 
     def __post_init__(self):
         _freeze_fields(self, "scale", "shift")
@@ -237,7 +283,8 @@ class Sign(Node):
 
 @dataclass(frozen=True, eq=False, kw_only=True)
 class MaxPool(Node):
-    """2-D max pooling on the last three axes; padding is with -inf.
+    """2-D max pooling on the last three axes; padding is with the lowest
+    float32 (``functional.POOL_PAD``), as in onnxruntime.
 
     ``padding`` is (top, left, bottom, right) and already includes the extra
     end padding that ``ceil_mode`` asks for.

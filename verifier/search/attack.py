@@ -29,7 +29,9 @@ class Targets:
 
     @classmethod
     def from_polytopes(cls, polytopes):
-        rows = max(p.rows for p in polytopes)
+        """Polytopes padded to the widest; a polytope with no row (every output
+        unsafe) is all padding, so its margin is -1e30: always reached."""
+        rows = max(1, max(p.rows for p in polytopes))
         n_out = polytopes[0].n_outputs
         C = np.zeros((len(polytopes), rows, n_out))
         d = np.full((len(polytopes), rows), _PAD_D)
@@ -52,14 +54,20 @@ class Targets:
         return np.all(np.where(strict, values < 0, values <= 0), axis=1)
 
 
+def _clip(x, lower, upper):
+    return np.clip(x, lower, upper)
+
+
 def pgd(graph, lower, upper, targets: Targets, which, *, steps=50, restarts=1,
-        rng=None, deadline=None, clock=None, start=None):
+        rng=None, deadline=None, clock=None, start=None, project=_clip):
     """Minimise the worst-row margin of polytope ``which[b]`` over box b.
 
     ``lower``/``upper``: (B, n_in) boxes; ``which``: (B,) polytope indices.
     Returns (best x (B*restarts, n_in), its margin, box index per row). The
     first restart starts at ``start`` (default: the box centre), the others
-    uniformly at random.
+    uniformly at random. ``project(x, lower, upper)`` maps points (rows) back
+    into their set after every step: the box by default, box ∩ {A x <= b} for
+    regions with linear input constraints.
     """
     rng = rng or np.random.default_rng(0)
     batch, n_in = lower.shape
@@ -70,6 +78,7 @@ def pgd(graph, lower, upper, targets: Targets, which, *, steps=50, restarts=1,
     x = lo + rng.random(lo.shape) * width
     first = np.arange(batch) * restarts
     x[first] = (lower + upper) / 2 if start is None else start
+    x = project(x, lo, hi)
     best_x, best = x.copy(), np.full(len(x), np.inf)
     shape = (len(x),) + graph.input_shape
     for step in range(steps):
@@ -84,7 +93,7 @@ def pgd(graph, lower, upper, targets: Targets, which, *, steps=50, restarts=1,
         g = grad_input(graph, values, cot.reshape(values[graph.output].shape))
         g = g.reshape(len(x), -1)
         size = 0.5 * width * (0.5 * (1 + np.cos(np.pi * step / steps)) + 0.02)
-        x = np.clip(x - size * np.sign(g), lo, hi)
+        x = project(x - size * np.sign(g), lo, hi)
     else:
         y = evaluate(graph, x.reshape(shape)).reshape(len(x), -1)
         margin, _ = targets.margins(y, poly)
@@ -93,12 +102,15 @@ def pgd(graph, lower, upper, targets: Targets, which, *, steps=50, restarts=1,
     return best_x, best, np.repeat(np.arange(batch), restarts)
 
 
-def sample_margins(graph, lower, upper, targets: Targets, which, count, rng):
-    """Worst-row margins at ``count`` random points per box (plus the centre)."""
+def sample_margins(graph, lower, upper, targets: Targets, which, count, rng,
+                   project=_clip):
+    """Worst-row margins at ``count`` random points per box (plus the centre),
+    each mapped by ``project`` (see :func:`pgd`)."""
     batch, n_in = lower.shape
     x = lower[:, None, :] + rng.random((batch, count, n_in)) * (upper - lower)[:, None, :]
     x[:, 0] = (lower + upper) / 2
     x = x.reshape(batch * count, n_in)
+    x = project(x, np.repeat(lower, count, axis=0), np.repeat(upper, count, axis=0))
     poly = np.repeat(np.asarray(which), count)
     y = evaluate(graph, x.reshape((len(x),) + graph.input_shape)).reshape(len(x), -1)
     margin, _ = targets.margins(y, poly)

@@ -14,7 +14,15 @@ Two strategies, chosen from the problem:
   area u*(-l)/(u-l) scaled by its back-substituted influence (a BaBSR-like
   score, Bunel et al. 2020), children take the two phases.
 
-A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`.
+Linear input constraints ``A x <= b``: both strategies start from the case's
+box tightened by LP to the constraints (:mod:`verifier.search.plan`), a
+superset of the region, so bounds over it are a sound relaxation; input
+splitting also drops sub-boxes that miss the constraints and shrinks the
+others, ReLU splitting bounds over the tightened box only.
+
+A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
+each row against its own float32 margin computed on that sub-problem; every
+box is first widened to its float32 hull (the inputs onnxruntime can see).
 """
 from __future__ import annotations
 
@@ -25,9 +33,11 @@ import numpy as np
 
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.inputs import Box
+from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
 from verifier.ir import ops
-from verifier.search.rows import CaseRows
+from verifier.search.plan import search_plan
+from verifier.search.rows import CaseRows, record_root_margins
 
 
 @dataclass
@@ -38,29 +48,52 @@ class Outcome:
 
 
 def prove(ctx) -> Outcome:
-    """Prove every case of ``ctx.prop`` or find a counterexample."""
-    free = [int(((c.region.upper - c.region.lower) > 0).sum()) for c in ctx.prop.cases]
+    """Prove every case of ``ctx.prop`` or find a counterexample.
+
+    The cases are those of :func:`verifier.search.plan.search_plan`
+    (empty regions and self-contradictory unsafe polytopes are already
+    decided; boxes are tightened to the linear input constraints). The reason
+    of a proof names what proved each case (input splitting, CROWN,
+    alpha-CROWN, ReLU splitting).
+    """
+    plan = search_plan(ctx)
+    if not plan.cases:
+        return Outcome(True, plan.reason)
+    for sc in plan.cases:
+        if sc.unconstrained_output:
+            return Outcome(False, f"case {sc.index}: every output is unsafe (a disjunct has "
+                                  "no output constraint), but no float32 input of the input "
+                                  "region passed the replay check")
+    free = [int(((sc.case.region.upper - sc.case.region.lower) > 0).sum()) for sc in plan.cases]
     use_input_split = max(free) <= ctx.options.input_split_max_dim
-    ctx.stats["strategy"] = "input-split" if use_input_split else "relu-split"
+    ctx.stats["strategy"] = ("input-split" if use_input_split
+                             else "relu-split" if _relu_nodes(ctx.graph) else "bounds")
     total_domains = 0
-    for k, case in enumerate(ctx.prop.cases):
+    how = []
+    for sc in plan.cases:
         if use_input_split:
-            outcome, domains = _input_split(ctx, k, case)
+            outcome, domains = _input_split(ctx, sc.index, sc)
         else:
-            outcome, domains = _relu_split(ctx, k, case)
+            outcome, domains = _relu_split(ctx, sc.index, sc.case)
         total_domains += domains
         ctx.stats["domains"] = total_domains
         if not outcome.proved:
             return outcome
+        method = outcome.reason.removeprefix("proved by ")
+        if method not in how:
+            how.append(method)
+    ctx.stats["proved_by"] = how
+    before = plan.reason
     return Outcome(True, f"all {len(ctx.prop.cases)} input region(s) proved "
-                         f"({ctx.stats['strategy']}, {total_domains} sub-problems)")
+                         f"({', '.join(how)}, {total_domains} sub-problems)"
+                         + (f"; before the search: {before}" if before else ""))
 
 
-def _input_split(ctx, case_index, case):
+def _input_split(ctx, case_index, search_case):
     """Input splitting (:mod:`verifier.search.input_split`)."""
     from verifier.search.input_split import search
 
-    result = search(ctx, case_index, case)
+    result = search(ctx, case_index, search_case)
     return Outcome(result.proved, result.reason, result.counterexample), result.boxes
 
 
@@ -76,12 +109,14 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     rows = CaseRows.of(case)
     region = case.region
     relus = _relu_nodes(graph)
-    box = Box(region.lower[None], region.upper[None])
+    hull = float32_hull(region.lower, region.upper)
+    box = Box(hull[0][None], hull[1][None])
     options = BoundOptions()
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
-                           options=options)
-    if not rows.open_polytopes(first.lower).any():
+                           options=options, deadline=ctx.deadline)
+    margin = record_root_margins(ctx.stats, rows.margins(graph, first.node_bounds))
+    if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
         return Outcome(False, "time ran out after CROWN"), 1
@@ -93,8 +128,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     # reused from CROWN): the children reuse these tighter tables
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
-                          options=BoundOptions(recompute_intermediate=True))
-    if not rows.open_polytopes(root.lower).any():
+                          options=BoundOptions(recompute_intermediate=True),
+                          deadline=ctx.deadline)
+    if not rows.open_polytopes(root.lower, rows.margins(graph, root.node_bounds)).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
@@ -135,13 +171,14 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         n = len(children)
         tick = time.monotonic()
         result = compute_bounds(
-            graph, Box(np.repeat(region.lower[None], n, 0), np.repeat(region.upper[None], n, 0)),
+            graph, Box(np.repeat(hull[0][None], n, 0), np.repeat(hull[1][None], n, 0)),
             method="alpha-crown", C=rows.C, d=rows.d, upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=_stack_alpha([c.alpha for c in children]), options=child_options)
+            alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
+            deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower)
+        open_poly = rows.open_polytopes(result.lower, rows.margins(graph, result.node_bounds))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))

@@ -34,10 +34,12 @@ import numpy as np
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.forward import spec_lower
 from verifier.bounds.inputs import Box
+from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate
 from verifier.search.attack import Targets, pgd
-from verifier.search.rows import CaseRows
+from verifier.search.plan import LpBudget
+from verifier.search.rows import CaseRows, record_root_margins
 
 
 @dataclass
@@ -92,35 +94,43 @@ class BoxQueue:
 _CROWN_INTERMEDIATE = BoundOptions(intermediate="crown", recompute_intermediate=True)
 
 
-def box_bounds(graph, lower, upper, rows: CaseRows, crown: bool = True):
-    """Lower bounds (B, R) of the case's rows on boxes (B, n_in), and the input
-    coefficients (B, R, n_in) of a linear lower bound of each row.
+def box_bounds(graph, lower, upper, rows: CaseRows, crown: bool = True, deadline=None):
+    """Lower bounds (B, R) of the case's rows on boxes (B, n_in), the rows'
+    decision margins there (B, R), and the input coefficients (B, R, n_in) of
+    a linear lower bound of each row.
 
     Three stages, each only on the boxes the previous ones leave open:
-    forward symbolic bounds (cheap); CROWN with every intermediate bound
-    recomputed by back-substitution (measured on acasxu 3_3 prop_1: it closes
-    all of a sample of open boxes where forward bounds plus one CROWN sweep
-    close a third); forward bounds again with CROWN's intermediate bounds,
-    whose tighter relaxations give the coefficients that score the split.
-    Every bound kept is the tightest of the sound ones found. Graphs the
-    forward bounds do not support get CROWN alone (coefficients None).
+    forward symbolic bounds (cheap; margins from IBP over their intervals);
+    CROWN with every intermediate bound recomputed by back-substitution
+    (stopped at ``deadline`` with the sound bounds reached; measured on
+    acasxu 3_3 prop_1: it closes all of a sample of open boxes where forward
+    bounds plus one CROWN sweep close a third); forward bounds again with
+    CROWN's intermediate bounds, whose tighter relaxations give the
+    coefficients that score the split. Every bound kept is the tightest of
+    the sound ones found, every margin the smallest. Graphs the forward
+    bounds do not support get CROWN alone (coefficients None).
     """
     forward = spec_lower(graph, lower, upper, rows.C, rows.d)
     if forward is None:
-        return compute_bounds(graph, Box(lower, upper), method="crown", C=rows.C, d=rows.d,
-                              upper=False).lower, None
+        result = compute_bounds(graph, Box(lower, upper), method="crown", C=rows.C,
+                                d=rows.d, upper=False, deadline=deadline)
+        return result.lower, rows.margins(graph, result.node_bounds), None
     bound, coef, intervals = forward
-    still = np.flatnonzero(rows.open_polytopes(bound).any(axis=1))
+    ibp = compute_bounds(graph, Box(lower, upper), method="ibp", C=rows.C, d=rows.d,
+                         upper=False, intermediate=intervals)
+    margin = rows.margins(graph, ibp.node_bounds)
+    still = np.flatnonzero(rows.open_polytopes(bound, margin).any(axis=1))
     if crown and len(still):
         result = compute_bounds(graph, Box(lower[still], upper[still]), method="crown",
                                 C=rows.C, d=rows.d, upper=False,
                                 intermediate={k: v.take(still) for k, v in intervals.items()},
-                                options=_CROWN_INTERMEDIATE)
+                                options=_CROWN_INTERMEDIATE, deadline=deadline)
         again, again_coef, _ = spec_lower(graph, lower[still], upper[still], rows.C, rows.d,
                                           result.pre_activation)
         bound[still] = np.maximum(np.maximum(bound[still], result.lower), again)
+        margin[still] = np.minimum(margin[still], rows.margins(graph, result.node_bounds))
         coef[still] = again_coef
-    return bound, coef
+    return bound, margin, coef
 
 
 def split_dimension(rows: CaseRows, bound, coef, open_poly, lower, upper):
@@ -162,25 +172,36 @@ def candidate_points(rows: CaseRows, coef, bound, open_poly, lower, upper):
     return np.concatenate([centre, corner])
 
 
-def search(ctx, case_index, case, settings: SplitSettings | None = None) -> SplitOutcome:
-    """Prove the case's region safe, or find a replayed counterexample in it
-    (``ctx.stats['search_seconds']`` adds the time spent here)."""
+def search(ctx, case_index, search_case, settings: SplitSettings | None = None
+           ) -> SplitOutcome:
+    """Prove a case's region safe, or find a replayed counterexample in it
+    (``ctx.stats['search_seconds']`` adds the time spent here).
+
+    ``search_case``: a :class:`verifier.search.plan.SearchCase`. The root box
+    is the float32 hull of its box (every input onnxruntime can see). With
+    linear input constraints, sub-boxes that miss ``A x <= b`` are dropped
+    and the others shrunk before they are bounded
+    (:meth:`~verifier.search.plan.SearchCase.restrict`), and every point
+    tried is projected into the region. A sub-box that shrinks to a single
+    point and stays open ends the search without a proof.
+    """
     tick = time.monotonic()
     try:
-        return _search(ctx, case_index, case, settings)
+        return _search(ctx, case_index, search_case, settings or SplitSettings())
     finally:
         ctx.stats["search_seconds"] = round(
             ctx.stats.get("search_seconds", 0.0) + time.monotonic() - tick, 4)
 
 
-def _search(ctx, case_index, case, settings):
+def _search(ctx, case_index, search_case, settings):
     from verifier.verify import try_candidates
 
-    settings = settings or SplitSettings()
     graph = ctx.graph
+    case = search_case.case
+    lp_budget = LpBudget(0.1)
     rows = CaseRows.of(case)
     targets = Targets.from_polytopes(case.unsafe)
-    queue = BoxQueue(case.region.lower, case.region.upper)
+    queue = BoxQueue(*float32_hull(case.region.lower, case.region.upper))
     started = time.monotonic()
     attack_seconds = 0.0
     boxes = 0
@@ -189,16 +210,24 @@ def _search(ctx, case_index, case, settings):
             return SplitOutcome(False, f"time ran out with {len(queue)} open sub-boxes "
                                        f"(input splitting, worst bound "
                                        f"{queue.bound.min():.4g})", boxes=boxes)
-        lower, upper = queue.pop_worst(settings.batch)
+        lower, upper = search_case.restrict(*queue.pop_worst(settings.batch), lp_budget)
+        if not len(lower):
+            continue
         boxes += len(lower)
-        bound, coef = box_bounds(graph, lower, upper, rows, settings.crown)
-        open_poly = rows.open_polytopes(bound)
+        bound, margin, coef = box_bounds(graph, lower, upper, rows, settings.crown,
+                                         ctx.deadline)
+        if boxes == len(lower):
+            record_root_margins(ctx.stats, margin)
+        open_poly = rows.open_polytopes(bound, margin)
         keep = np.flatnonzero(open_poly.any(axis=1))
         if not len(keep):
             continue
         lower, upper, bound, open_poly = lower[keep], upper[keep], bound[keep], open_poly[keep]
         coef = None if coef is None else coef[keep]
         points = candidate_points(rows, coef, bound, open_poly, lower, upper)
+        reps = len(points) // len(lower)
+        points = search_case.project(points, np.tile(lower, (reps, 1)),
+                                     np.tile(upper, (reps, 1)))
         y = evaluate(graph, points.reshape((len(points),) + graph.input_shape))
         margins, _ = rows.worst_margin(y.reshape(len(points), -1))
         cex = try_candidates(ctx, case_index, points, margins, 4, 1e-4)
@@ -207,24 +236,29 @@ def _search(ctx, case_index, case, settings):
             tick = time.monotonic()
             chosen = np.argsort(worst)[:settings.attack_boxes]
             cex = _attack(ctx, case_index, targets, lower[chosen], upper[chosen],
-                          settings.attack_steps)
+                          settings.attack_steps, search_case.project)
             attack_seconds += time.monotonic() - tick
         if cex is not None:
             ctx.stats["found_by"] = "input splitting"
             return SplitOutcome(False, "counterexample found during input splitting", cex,
                                 boxes)
+        if not (upper > lower).any(axis=1).all():
+            return SplitOutcome(False, "a sub-box shrank to a single point that the bounds do "
+                                       "not refute (within the decision margin) and that does "
+                                       "not replay as a counterexample", boxes=boxes)
         dim = split_dimension(rows, bound, coef, open_poly, lower, upper)
         queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]))
     return SplitOutcome(True, "proved by input splitting", boxes=boxes)
 
 
-def _attack(ctx, case_index, targets, lower, upper, steps):
-    """A short PGD inside the given sub-boxes, against every polytope of the case."""
+def _attack(ctx, case_index, targets, lower, upper, steps, project):
+    """A short PGD inside the given sub-boxes (points mapped by ``project``, see
+    :func:`verifier.search.attack.pgd`), against every polytope of the case."""
     from verifier.verify import try_candidates
 
     count = len(targets.C)
     which = np.tile(np.arange(count), len(lower))
     x, margin, _ = pgd(ctx.graph, np.repeat(lower, count, axis=0),
                        np.repeat(upper, count, axis=0), targets, which, steps=steps,
-                       restarts=1, rng=ctx.rng)
+                       restarts=1, rng=ctx.rng, project=project)
     return try_candidates(ctx, case_index, x, margin, 8, 1e-4)

@@ -3,7 +3,8 @@
 The rows of polytope k are contiguous (``starts[k]`` to ``starts[k+1]``), so
 per-polytope reductions are single ``reduceat`` calls: no Python loop per
 box, row or polytope. Every refutation goes through
-:func:`verifier.bounds.margin.refuted`.
+:func:`verifier.bounds.margin.refuted`, each row against its own float32
+decision margin on that box (:meth:`CaseRows.margins`).
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.bounds.margin import refuted
+from verifier.bounds.margin import decision_margins, refuted
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,14 @@ class CaseRows:
         starts = np.concatenate([[0], np.cumsum([p.rows for p in case.unsafe])[:-1]])
         return cls(C, d, owner, len(case.unsafe), starts.astype(np.intp))
 
-    def open_polytopes(self, lower):
-        """(B, P) bool: polytopes not refuted by row lower bounds (B, R)."""
-        return ~np.logical_or.reduceat(refuted(lower), self.starts, axis=1)
+    def margins(self, graph, node_bounds):
+        """(B, R) decision margins of the rows from a bound result's node bounds."""
+        return decision_margins(graph, node_bounds, self.C, self.d)
+
+    def open_polytopes(self, lower, margin):
+        """(B, P) bool: polytopes not refuted by row lower bounds (B, R) given
+        the rows' decision margins (B, R)."""
+        return ~np.logical_or.reduceat(refuted(lower, margin), self.starts, axis=1)
 
     def best_rows(self, lower):
         """(B, P) the largest row lower bound of each polytope, and (B, P) its row."""
@@ -60,3 +66,11 @@ class CaseRows:
         k = best.argmin(axis=1)
         pick = np.arange(len(y))
         return best[pick, k], row[pick, k]
+
+
+def record_root_margins(stats, margin):
+    """Record the largest and median row margins of the root (first case's) in the stats."""
+    if "margin_max" not in stats:
+        stats["margin_max"] = float(margin.max())
+        stats["margin_median"] = float(np.median(margin))
+    return margin

@@ -115,10 +115,22 @@ def _divide_outward(rhs: float, coef: float) -> float:
     return value
 
 
+def constant_holds(rhs: float, strict: bool) -> bool:
+    """The truth of the comparison of constants ``0 <= rhs`` (``0 < rhs`` if strict)."""
+    return 0.0 < rhs if strict else 0.0 <= rhs
+
+
 def make_atom(coefs: dict, rhs: float, strict: bool, loc, source: Source) -> Atom:
-    """An atom from ``{var: coef}``; errors on constants and mixed kinds."""
+    """An atom from ``{var: coef}``; errors on mixed kinds.
+
+    A comparison of constants (no variable) becomes an output-side atom with
+    no variable: a true one drops out of every conjunction (:class:`Chunk`),
+    a false one stays as the row ``0 <= rhs`` (``0 < rhs``), which no output
+    satisfies, so its conjunction is empty (the search refutes such a
+    polytope before bounding anything).
+    """
     if not coefs:
-        raise source.error("comparison without any variable (X_i or Y_j)", loc)
+        return Atom((), (), rhs, strict, loc, False)
     vars_ = tuple(coefs)
     inputs = [v >= 0 for v in vars_]
     if all(inputs):
@@ -149,13 +161,15 @@ def compare(left_coefs: dict, left_const: float, right_coefs: dict, right_const:
 
 
 class Chunk:
-    """A list of atoms of one conjunction, split by kind (order kept)."""
+    """A list of atoms of one conjunction, split by kind (order kept); true
+    comparisons of constants are left out."""
 
     __slots__ = ("inputs", "outputs")
 
     def __init__(self, atoms):
         self.inputs = [a for a in atoms if a.is_input]
-        self.outputs = [a for a in atoms if not a.is_input]
+        self.outputs = [a for a in atoms if not a.is_input
+                        and (a.vars or not constant_holds(a.rhs, a.strict))]
 
 
 class Dnf:

@@ -119,7 +119,8 @@ class InputRegion:
         A, b: ``(k, n_inputs)`` and ``(k,)``: linear input constraints that
             are not plain bounds (k may be 0): no row has exactly one non-zero
             coefficient (such a row belongs in lower/upper; the readers put it
-            there). Their feasibility is not checked (that would need an LP).
+            there). Their feasibility is not checked here; the search
+            checks it by LP (:mod:`verifier.search.plan`).
         strict_lower, strict_upper, strict_A: bool flags, True where the bound
             or row came from ``<`` or ``>`` (all False by default). Bound
             engines may ignore them (closure, sound); counterexamples must
@@ -249,10 +250,10 @@ class Property:
         problems = []
         if int(n_inputs) != self.n_inputs:
             problems.append(f"{where} has {self.n_inputs} inputs (X_0..X_{self.n_inputs - 1}) "
-                            f"but {model} has {int(n_inputs)} input values")
+                            f"but {model} has {_values(n_inputs, 'input')}")
         if int(n_outputs) != self.n_outputs:
             problems.append(f"{where} has {self.n_outputs} outputs (Y_0..Y_{self.n_outputs - 1}) "
-                            f"but {model} has {int(n_outputs)} output values")
+                            f"but {model} has {_values(n_outputs, 'output')}")
         if problems:
             raise MismatchError("; ".join(problems))
 
@@ -266,6 +267,12 @@ class Property:
 
     def equals(self, other: "Property") -> bool:
         return properties_equal(self, other)
+
+
+def _values(count, kind: str) -> str:
+    """'1 output value', '3 output values'."""
+    count = int(count)
+    return f"{count} {kind} value{'' if count == 1 else 's'}"
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

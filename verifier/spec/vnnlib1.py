@@ -296,9 +296,8 @@ class _Reader:
         if left is not None:   # (op Y_1 Y_0)
             return self.atom(_Lin({left: 1.0}, 0.0, loc_a), _Lin({right: 1.0}, 0.0, loc_b),
                              strict, upper, loc)
-        self.number(a, loc_a)
-        self.number(b, loc_b)
-        raise self.error("comparison without any variable (X_i or Y_j)", loc)
+        return self.atom(_Lin({}, self.number(a, loc_a), loc_a),
+                         _Lin({}, self.number(b, loc_b), loc_b), strict, upper, loc)
 
     def compare(self, node):
         """``(<= t1 t2 ...)``, ``(>= ...)``, ``(< ...)``, ``(> ...)``."""
