@@ -158,3 +158,30 @@ def test_search_stops_at_the_deadline(tmp_path):
     outcome = search(ctx, 0, case_of(ctx))
     assert not outcome.proved and outcome.counterexample is None
     assert "time ran out" in outcome.reason
+
+
+@pytest.mark.parametrize("unsafe_offset, proved", [(-0.1, True), (1e-3, False)])
+def test_two_worker_processes_prove_and_find_like_one(tmp_path, unsafe_offset, proved):
+    """The queue is shared at once (fork_after 0): a safe region is proved by
+    both processes together; in the thin unsafe set, a counterexample found
+    by either is replayed by the parent."""
+    ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
+    low, high = output_range(graph)
+    level = low + unsafe_offset * (high - low) if unsafe_offset < 0 else low + unsafe_offset
+    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(level))})")
+    settings = SplitSettings(batch=8, workers=2, fork_after=0.0, attack_share=0.0)
+    outcome = search(ctx, 0, case_of(ctx), settings)
+    assert outcome.proved is proved, outcome.reason
+    if proved:
+        assert ctx.stats["workers"] == 2 and "2 processes" in outcome.reason
+    else:
+        assert replay_counterexample(ctx.session, ctx.prop, outcome.counterexample.x, 0)
+
+
+def test_workers_default_to_the_available_cores():
+    from verifier.search.split_workers import Team, available_cores
+
+    ctx = SimpleNamespace(options=Options())
+    team = Team.for_run(ctx, SplitSettings())
+    assert (team is None) == (available_cores() == 1)
+    assert Team.for_run(ctx, SplitSettings(workers=1)) is None

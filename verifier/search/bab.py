@@ -2,11 +2,10 @@
 
 Two strategies, chosen from the problem:
 
-* input splitting (few free inputs, e.g. acasxu's 5): a stack of sub-boxes,
-  bounded many at a time by CROWN; a box is closed when every unsafe polytope
-  of its case is refuted on it; others are split in two along the input with
-  the largest |gradient| x width of their worst open row (a "smear" score),
-  and their centres are tried as counterexamples.
+* input splitting (few free inputs, e.g. acasxu's 5): a queue of sub-boxes
+  bounded thousands at a time (forward symbolic bounds, then CROWN on the
+  open ones), split along the input with the largest |coefficient| x width
+  of their worst open row; see :mod:`verifier.search.input_split`.
 * ReLU splitting (high-dimensional inputs): sub-problems are sets of ReLU
   phase constraints, bounded by alpha-CROWN with the constraints enforced
   (and the parent's intermediate bounds and slopes as warm starts); the

@@ -59,6 +59,8 @@ class SplitSettings:
     attack_share: float = 0.1    # at most this share of the time in PGD
     attack_boxes: int = 8        # worst boxes attacked per PGD run
     attack_steps: int = 20
+    workers: int | None = None   # processes per region (None: ctx.options.workers)
+    fork_after: float = 1.0      # seconds of search before the queue is shared
 
 
 class BoxQueue:
@@ -194,14 +196,34 @@ def search(ctx, case_index, search_case, settings: SplitSettings | None = None
 
 
 def _search(ctx, case_index, search_case, settings):
+    from verifier.search.split_workers import Team
     from verifier.verify import try_candidates
 
+    case = search_case.case
+    queue = BoxQueue(*float32_hull(case.region.lower, case.region.upper))
+    team = Team.for_run(ctx, settings, search_case)
+    try:
+        outcome = run_queue(ctx, case_index, search_case, settings, queue, try_candidates,
+                            team)
+        if team is not None:
+            outcome = team.finish(ctx, case_index, outcome)
+    finally:
+        if team is not None:
+            team.stop()
+    return outcome
+
+
+def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
+    """Bound, close, try and split the boxes of ``queue`` until it is empty,
+    a counterexample is found or time runs out. ``replay(ctx, case, points,
+    margins, count, slack)`` tries candidate points (a replayed
+    counterexample or None); ``team`` (a :class:`~verifier.search.split_workers.Team`)
+    may hand part of the queue to worker processes and report their results."""
     graph = ctx.graph
     case = search_case.case
     lp_budget = LpBudget(0.1)
     rows = CaseRows.of(case)
     targets = Targets.from_polytopes(case.unsafe)
-    queue = BoxQueue(*float32_hull(case.region.lower, case.region.upper))
     started = time.monotonic()
     attack_seconds = 0.0
     boxes = 0
@@ -210,6 +232,10 @@ def _search(ctx, case_index, search_case, settings):
             return SplitOutcome(False, f"time ran out with {len(queue)} open sub-boxes "
                                        f"(input splitting, worst bound "
                                        f"{queue.bound.min():.4g})", boxes=boxes)
+        if team is not None:
+            news = team.poll(ctx, case_index, queue, time.monotonic() - started)
+            if news is not None:
+                return news
         lower, upper = search_case.restrict(*queue.pop_worst(settings.batch), lp_budget)
         if not len(lower):
             continue
@@ -230,13 +256,14 @@ def _search(ctx, case_index, search_case, settings):
                                      np.tile(upper, (reps, 1)))
         y = evaluate(graph, points.reshape((len(points),) + graph.input_shape))
         margins, _ = rows.worst_margin(y.reshape(len(points), -1))
-        cex = try_candidates(ctx, case_index, points, margins, 4, 1e-4)
+        cex = replay(ctx, case_index, points, margins, 4, 1e-4)
         worst = rows.worst_open(bound, open_poly)
         if cex is None and attack_seconds < settings.attack_share * (time.monotonic() - started):
             tick = time.monotonic()
             chosen = np.argsort(worst)[:settings.attack_boxes]
-            cex = _attack(ctx, case_index, targets, lower[chosen], upper[chosen],
-                          settings.attack_steps, search_case.project)
+            x, margins = _attack(ctx, targets, lower[chosen], upper[chosen],
+                                 settings.attack_steps, search_case.project)
+            cex = replay(ctx, case_index, x, margins, 8, 1e-4)
             attack_seconds += time.monotonic() - tick
         if cex is not None:
             ctx.stats["found_by"] = "input splitting"
@@ -251,14 +278,13 @@ def _search(ctx, case_index, search_case, settings):
     return SplitOutcome(True, "proved by input splitting", boxes=boxes)
 
 
-def _attack(ctx, case_index, targets, lower, upper, steps, project):
+def _attack(ctx, targets, lower, upper, steps, project):
     """A short PGD inside the given sub-boxes (points mapped by ``project``, see
-    :func:`verifier.search.attack.pgd`), against every polytope of the case."""
-    from verifier.verify import try_candidates
-
+    :func:`verifier.search.attack.pgd`), against every polytope of the case:
+    the points reached and their worst-row margins."""
     count = len(targets.C)
     which = np.tile(np.arange(count), len(lower))
     x, margin, _ = pgd(ctx.graph, np.repeat(lower, count, axis=0),
                        np.repeat(upper, count, axis=0), targets, which, steps=steps,
                        restarts=1, rng=ctx.rng, project=project)
-    return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
+    return x, margin
