@@ -70,6 +70,16 @@ def test_split_dimension_takes_the_largest_coefficient_times_width():
     assert dim[0] == 0  # 1*3 > 5*0.5 > 2*1
 
 
+def test_split_dimension_guard_takes_the_widest_input_when_the_smear_one_is_thin():
+    rows = CaseRows.of(polytopes([1]))
+    coef = np.array([[[1e6, 1.0, 0.0]]])
+    lower, upper = np.zeros((1, 3)), np.array([[1e-3, 0.5, 1.0]])
+    root = np.ones(3)
+    args = (rows, np.array([[-1.0]]), coef, np.ones((1, 1), bool), lower, upper, root)
+    assert split_dimension(*args)[0] == 2          # input 0 is 1000x narrower
+    assert split_dimension(*args, guard=1e4)[0] == 0  # within the guard: the smear
+
+
 def relu_net(tmp_path, seed=0, n_in=3):
     rng = np.random.default_rng(seed)
     layers = [("Gemm", [rng.normal(size=(16, n_in)).astype(np.float32),
