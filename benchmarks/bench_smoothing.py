@@ -28,7 +28,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from shared_data import shared_root  # noqa: E402
+
+SHARED = shared_root()  # $VERIFIER_SHARED, else ../shared
 NETWORKS = [("mnist_fc", "mnist-net_256x2.onnx"), ("oval21", "cifar_base_kw.onnx")]
 PUBLISHED = {  # ../shared/models/README.md, n = 10000
     "digits_mlp_rs_sigma0.25.onnx": "0.974 | 0.896 | 0.618 | 0.124 | 0.000 | 1.0%",
@@ -102,7 +106,9 @@ def table(args) -> None:
     models = sorted((SHARED / "models").glob("*rs_sigma0.25.onnx"))
     data_path = SHARED / "datasets" / "digits_test.npz"
     if not models or not data_path.exists():
-        sys.exit(f"needs {SHARED}/models/*rs_sigma0.25.onnx and {data_path}")
+        print(f"error: needs {SHARED}/models/*rs_sigma0.25.onnx and {data_path} "
+              "(set VERIFIER_SHARED)", file=sys.stderr)
+        sys.exit(2)
     radii = (0.25, 0.5, 0.75, 1.0)
     rows = []
     for path in models:

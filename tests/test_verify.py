@@ -245,3 +245,19 @@ def test_float32_admissible_is_the_float32_rounding_of_the_box():
     assert not float32_admissible(region, [np.nextafter(tenth, np.float32(1)), 0.5])
     assert not float32_admissible(region, [tenth, 1.0])  # a float32 strict bound stays strict
     assert float32_inside(np.array([0.1, 0.5]), region.lower, region.upper)[0] == tenth
+
+
+def test_many_polytopes_are_sampled_once_and_attacked_closest_first(mlp):
+    """A region with more unsafe polytopes than MANY_POLYTOPES: falsification
+    scores them all on one shared sample and finds the one reachable polytope
+    among thousands of unreachable ones."""
+    from verifier import verify as driver
+    from verifier.spec.property import Case, InputRegion, OutputPolytope, Property
+
+    far = [OutputPolytope(np.eye(2)[:1], np.array([-1e6 - k])) for k in range(3000)]
+    near = OutputPolytope(-np.eye(2)[:1], np.array([1e6]))  # Y_0 >= -1e6: always reached
+    region = InputRegion(np.zeros(3), np.ones(3))
+    prop = Property(3, 2, (Case(region, tuple(far) + (near,)),))
+    assert len(prop.cases[0].unsafe) > driver.MANY_POLYTOPES
+    result = driver.verify(mlp, prop, driver.Options(timeout=20))
+    assert result.verdict.value == "sat" and result.stats["found_by"] == "sampling"

@@ -109,8 +109,8 @@ def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
     margin first, none above ``slack`` plus the float32 gap bound at the point:
     the float32 network can violate a row that the real-valued one misses by
     less than that); the first replayed counterexample."""
-    from verifier.bounds.margin import decision_margins
-    from verifier.bounds.roundoff import point_bounds
+    from verifier.bounds.margin import MARGIN_FLOOR
+    from verifier.bounds.roundoff import node_errors, point_bounds
 
     case = ctx.prop.cases[case_index]
     region = case.region
@@ -118,9 +118,13 @@ def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
     x32 = np.stack([float32_inside(x[k], region.lower, region.upper) for k in order]) \
         if len(order) else np.zeros((0, region.n_inputs), np.float32)
     C = np.vstack([p.C for p in case.unsafe])
-    d = np.concatenate([p.d for p in case.unsafe])
-    gaps = decision_margins(ctx.graph, point_bounds(ctx.graph, x32), C, d).max(axis=1) \
-        if len(order) else []
+    if len(order) and len(C):
+        # only decides which points are worth replaying (the replay is strict), so
+        # the cheap forward bound |c|·e_out serves: no backward pass per row
+        errors = node_errors(ctx.graph, point_bounds(ctx.graph, x32))[ctx.graph.output]
+        gaps = (errors.reshape(len(x32), -1) @ np.abs(C).T).max(axis=1) + MARGIN_FLOOR
+    else:  # no point, or no output row at all (every output is unsafe)
+        gaps = np.zeros(len(order))
     for k, point, gap in zip(order, x32, gaps):
         if margins[k] > slack + gap or not float32_admissible(region, point):
             continue
@@ -137,6 +141,38 @@ def _case_boxes(case):
             np.repeat(case.region.upper[None], len(which), axis=0), which)
 
 
+#: Above this many unsafe polytopes in one input region, falsification samples
+#: the region once for all of them and attacks only the MANY_POLYTOPES ones
+#: closest to being reached (the others are left to the proof): sampling and
+#: attacking every polytope separately took gigabytes on 50 000 disjuncts.
+MANY_POLYTOPES = 256
+
+
+def _shared_samples(ctx, sc, targets, count, chunk=4096):
+    """Points of the region sampled once, their best margin over all the
+    case's polytopes, and the MANY_POLYTOPES polytopes closest to being
+    reached at them; polytopes are scored a chunk at a time (bounded memory)."""
+    from verifier.ir import evaluate
+
+    region = sc.case.region
+    lower, upper = region.lower[None], region.upper[None]
+    x = lower + ctx.rng.random((max(count, 1), region.n_inputs)) * (upper - lower)
+    x[0] = region.center
+    x = sc.project(x, np.repeat(lower, len(x), axis=0), np.repeat(upper, len(x), axis=0))
+    y = evaluate(ctx.graph, x.reshape((len(x),) + ctx.graph.input_shape)).reshape(len(x), -1)
+    polytopes = len(targets.C)
+    best_point = np.full(len(x), np.inf)       # per point, its smallest margin
+    best_polytope = np.empty(polytopes)         # per polytope, its smallest margin
+    for start in range(0, polytopes, chunk):
+        part = slice(start, min(start + chunk, polytopes))
+        values = np.einsum("prj,sj->spr", targets.C[part], y) - targets.d[part][None]
+        worst = values.max(axis=2)              # (points, polytopes of the chunk)
+        best_point = np.minimum(best_point, worst.min(axis=1))
+        best_polytope[part] = worst.min(axis=0)
+    closest = np.argsort(best_polytope)[:MANY_POLYTOPES]
+    return x, best_point, closest
+
+
 def falsify(ctx: Context):
     """Sampling on every case, then PGD on every case; a replayed
     counterexample or None.
@@ -150,9 +186,13 @@ def falsify(ctx: Context):
     opts = ctx.options
     cases = [(sc, Targets.from_polytopes(sc.case.unsafe)) + _case_boxes(sc.case)
              for sc in search_plan(ctx).cases]
-    for sc, targets, lower, upper, which in cases:
-        x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
-                                       opts.samples, ctx.rng, project=sc.project)
+    for k, (sc, targets, lower, upper, which) in enumerate(cases):
+        if len(which) > MANY_POLYTOPES:
+            x, margins, closest = _shared_samples(ctx, sc, targets, opts.samples)
+            cases[k] = (sc, targets, lower[closest], upper[closest], which[closest])
+        else:
+            x, margins, _ = sample_margins(ctx.graph, lower, upper, targets, which,
+                                           opts.samples, ctx.rng, project=sc.project)
         cex = try_candidates(ctx, sc.index, x, margins)
         if cex is not None:
             ctx.stats["found_by"] = "sampling"

@@ -296,3 +296,22 @@ def test_the_margins_are_reported_by_bounds_and_verify():
     result = verify(model, prop, Options(timeout=20))
     assert result.verdict.value == "unsat"
     assert 0 < result.stats["margin_median"] <= result.stats["margin_max"] < 1e-3
+
+
+def test_a_value_that_may_overflow_float32_has_no_finite_gap():
+    """Y = 1e38·x on [0, 2] reaches 2e38, past half of float32's largest value
+    (3.4e38): the rounding rules assume no overflow, so the gap bound must be
+    inf there (no proof may rest on it); on [0, 1e-3] it is finite."""
+    from verifier.bounds import compute_bounds
+    from verifier.bounds.inputs import Box
+    from verifier.bounds.roundoff import node_errors
+    from verifier.frontend.loader import lower_model
+    from tests.builders import chain_model
+
+    proto = chain_model([("MatMul", [np.full((1, 2), 1e38, np.float32)], {})], [1, 1])
+    graph = lower_model(proto)
+    result = compute_bounds(graph, Box(np.zeros((1, 1)), np.full((1, 1), 2.0)), method="ibp")
+    errors = node_errors(graph, result.node_bounds)
+    assert np.all(np.isinf(errors[graph.output]))
+    small = compute_bounds(graph, Box(np.zeros((1, 1)), np.full((1, 1), 1e-3)), method="ibp")
+    assert np.all(np.isfinite(node_errors(graph, small.node_bounds)[graph.output]))

@@ -225,7 +225,15 @@ def check(fuzz, workdir, *, verify_timeout: float = 2.0, methods=None) -> Outcom
         (FLOAT32_SLACK, "float32")
     if float32_ops:
         slack, reference = MIXED_TOLERANCE, f"float64 ({', '.join(float32_ops)} in float32)"
-    slack = slack * magnitudes(evaluate(graph, x.astype(np.float64), all_values=True))
+    scale = magnitudes(evaluate(graph, x.astype(np.float64).reshape((len(x),) + graph.input_shape),
+                                all_values=True))
+    slack = slack * scale
+    # where the float64 copy parts from the float32 network beyond float32
+    # rounding (MaxPool pads with its own type's lowest value), the float32
+    # network is the truth, at the float32 tolerance, as in the cross-check
+    parted = np.abs(y_ref - y32).max(axis=1) > FLOAT32_SLACK * scale
+    y_ref = np.where(parted[:, None], y32, y_ref)
+    slack = np.where(parted, FLOAT32_SLACK * scale, slack)
     box = Box(lower[None], upper[None])
     for method in methods or METHODS:
         try:
@@ -250,7 +258,8 @@ def check(fuzz, workdir, *, verify_timeout: float = 2.0, methods=None) -> Outcom
     if reference64 is not None:
         run_real = lambda x: reference64.run(x).reshape(len(x), -1)  # noqa: E731
     else:  # the IR, checked against onnxruntime above, is the real-valued function
-        run_real = lambda x: evaluate(graph, x).reshape(len(x), -1)  # noqa: E731
+        run_real = lambda x: evaluate(  # noqa: E731
+            graph, x.reshape((len(x),) + graph.input_shape)).reshape(len(x), -1)
     _check_verify(outcome, workdir, verify_timeout, run32, run_real, lower, upper, c, d,
                   x, rng)
     return _done(outcome, start)

@@ -6,10 +6,10 @@ every bound method, and ``verify`` (an ``unsat`` is attacked in float32).
 A failure prints the seed, the failures and the saved model and property.
 The long-running mode is ``benchmarks/fuzz.py``.
 
-Seeds that fail at commit 7a3fb1e because of a bug known there (the
-soundness cases of ../shared/soundness-cases) are marked xfail (not
-strict), each naming its bug as :func:`oracle.diagnose` traced it, so that
-they can be flipped once the fixes are merged.
+Seeds that failed at commit 7a3fb1e because of a bug known there (the
+soundness cases of ../shared/soundness-cases) are listed in ``KNOWN`` with
+the bug :func:`oracle.diagnose` traced; the fixes have landed, so they are
+plain regression cases now (the ids name the bug).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ _POOL = "maxpool-padding-window (MaxPool window entirely in the padding: NaN bou
 _F32 = ("float32-rounding (unsat proved for the real-valued network, the float32 one "
         "reaches the unsafe set: the decision margin does not cover float32 rounding)")
 
-#: (seed, ops) -> the known bug(s) that make it fail at 7a3fb1e
+#: (seed, ops) -> the known bug(s) that made it fail at 7a3fb1e (fixed since)
 KNOWN = {
     (6, None): _FOLD, (7, None): f"{_FLATTEN}; {_FOLD}", (10, None): _FLATTEN,
     (16, None): _FOLD, (17, None): _FLATTEN, (25, None): _FLATTEN, (26, None): _FOLD,
@@ -50,10 +50,10 @@ KNOWN = {
 
 
 def _case(seed, ops=None):
-    reason = KNOWN.get((seed, ops))
-    marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
     name = f"seed{seed}" + (f"-{'-'.join(ops)}" if ops else "")
-    return pytest.param(seed, ops, marks=marks, id=name)
+    if (seed, ops) in KNOWN:
+        name += "-was-" + KNOWN[(seed, ops)].split(" ")[0]
+    return pytest.param(seed, ops, id=name)
 
 
 @pytest.mark.parametrize("seed, ops", [_case(s) for s in SEEDS] + [_case(*e) for e in EXTRA])
@@ -119,8 +119,6 @@ def test_the_oracle_catches_an_unsound_bound(tmp_path):
     assert "bounds-crown" in [f.kind for f in outcome.failures]
 
 
-@pytest.mark.xfail(strict=False, reason="forward symbolic bounds apply a Linear over several "
-                   "rows to the flat forms (tests/fuzz/cases/README.md)")
 def test_forward_bounds_of_a_linear_over_rows():
     """tests/fuzz/cases/forward-linear-rows: Y = 2·x reshaped to (1, 2, 1)."""
     from verifier.bounds.forward import output_lower

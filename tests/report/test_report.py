@@ -99,7 +99,7 @@ def test_cli_writes_tables_csv_json_and_says_how_to_get_plots(tiny, monkeypatch)
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     from verifier.runtime import cuda_status
 
-    cuda_status()  # its probe prints through sys.stdout, which CliRunner captures
+    cuda_status.cache_clear()  # the CUDA probe runs inside CliRunner: its prints must not reach --json
     out = tmp / "rep"
     result = CliRunner().invoke(main, ["report", model, data, "--eps", "0.1,0.25",
                                        "--methods", "ibp,crown,pgd", "--out", out, "--json",

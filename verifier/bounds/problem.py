@@ -2,7 +2,8 @@
 
     for p in bound_problems(load_property("prop.vnnlib")):
         result = compute_bounds(graph, p.box, method="crown", C=p.C, d=p.d)
-        refuted = (result.lower > DECISION_MARGIN).any()   # p's polytope is unreachable
+        margin = decision_margins(graph, result.node_bounds, p.C, p.d)
+        unreachable = refuted(result.lower, margin).any()   # p's polytope, float32 network
 """
 from __future__ import annotations
 
@@ -11,17 +12,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from verifier.bounds.inputs import Box
+from verifier.bounds.roundoff import float32_hull
 
 
 @dataclass(frozen=True, eq=False)
 class BoundProblem:
     """One unsafe polytope ``C·y <= d`` of one input region of a property.
 
-    ``box`` (batch 1) is the region's box; the region's linear input
+    ``box`` (batch 1) is the region's box widened outward to float32 (the
+    inputs onnxruntime's network can see); the region's linear input
     constraints (``constraints`` of them), if any, are not in it, so bounds
     over the box are sound (the box is a superset) but may be looser. The
     polytope is unreachable when some row's lower bound of ``C·y - d`` is
-    above :data:`verifier.bounds.DECISION_MARGIN`.
+    above that row's float32 decision margin
+    (:func:`verifier.bounds.decision_margins`, :func:`verifier.bounds.refuted`).
     """
 
     box: Box
@@ -44,7 +48,8 @@ def bound_problems(prop) -> list[BoundProblem]:
     problems = []
     for k, case in enumerate(prop.cases):
         region = case.region
-        box = Box(region.lower[None], region.upper[None])
+        lower, upper = float32_hull(region.lower, region.upper)
+        box = Box(lower[None], upper[None])
         for j, polytope in enumerate(case.unsafe):
             problems.append(BoundProblem(box, polytope.C, polytope.d, k, j,
                                          int(region.A.shape[0])))

@@ -95,10 +95,12 @@ class PropertyBounds:
         return {
             "method": self.method,
             "seconds": self.seconds,
-            "margin": {"max": float(self.margins.max()),
-                       "median": float(np.median(self.margins))},
+            "margin": ({"max": float(self.margins.max()),
+                        "median": float(np.median(self.margins))}
+                       if self.margins.size else None),  # None: no output row at all
             "proved": self.proved,
-            "worst_margin": self.worst_margin,
+            "worst_margin": (self.worst_margin if np.isfinite(self.worst_margin)
+                             else None),  # strict JSON has no -Infinity
             "disjuncts": sum(len(c.disjuncts) for c in self.cases),
             "refuted": sum(d.refuted for c in self.cases for d in c.disjuncts),
             "unconstrained_disjuncts": self.unconstrained,

@@ -64,8 +64,11 @@ Assumptions (what the bound is about):
   ``APPROX_ULPS`` ulps as above; ``tests/bounds/test_roundoff.py`` sweeps
   them through onnxruntime to check the allowance (measured worst: about 5
   ulps for Tanh).
-* No overflow; underflow (at most 2^-149 per operation) is left to the
-  absolute floor of :mod:`verifier.bounds.margin`.
+* No overflow: where a node's value (with its error), or an affine node's
+  partial sums (bounded by ``|W| (m + e) + H``), may reach
+  :data:`OVERFLOW_LIMIT`, float32 may give ``inf`` and the bound there is
+  ``inf`` (no proof rests on it). Underflow (at most 2^-149 per operation) is
+  left to the absolute floor of :mod:`verifier.bounds.margin`.
 """
 from __future__ import annotations
 
@@ -117,6 +120,15 @@ def _magnitude(interval, batch, shape):
     return np.maximum(np.abs(lower), np.abs(upper)), lower, upper
 
 
+#: Half the largest float32: values or partial sums that may reach it may overflow.
+OVERFLOW_LIMIT = float(np.finfo(np.float32).max) / 2
+
+
+def _overflowing(own, size):
+    """``own`` with ``inf`` where the magnitudes ``size`` may overflow float32."""
+    return np.where(size >= OVERFLOW_LIMIT, np.inf, own)
+
+
 def _sum_terms(node) -> int:
     """Products per output entry of an affine node (its n-term sums)."""
     if isinstance(node, ops.Linear):
@@ -141,7 +153,7 @@ def _affine(ctx, i, node, e):
     offset = folded.offset
     if not isinstance(node, ops.Scale):  # bias-shaped: along the output channels
         offset = offset.reshape((-1,) + (1,) * (2 if isinstance(node, ops._Convolution) else 0))
-    return carried, gamma(k) * (size + offset)
+    return carried, _overflowing(gamma(k) * (size + offset), size + offset)
 
 
 def _add(ctx, i, node, e):
@@ -326,6 +338,7 @@ def _sweep(graph, node_bounds):
             shape = (batch,) + tuple(node.shape)
             own[i] = _no_nan(np.broadcast_to(mine, shape))
             errors[i] = _no_nan(np.broadcast_to(carried, shape) + own[i])
+            errors[i] = _overflowing(errors[i], ctx.magnitude(i) + errors[i])
     return ctx, errors, own
 
 

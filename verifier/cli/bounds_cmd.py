@@ -15,8 +15,8 @@ def _interval(lower, upper) -> str:
 def _render(model, prop_path, report, max_outputs=32) -> str:
     lines = [f"model     {model}", f"property  {prop_path}",
              f"method    {report.method} ({report.seconds:.3f} s); a row C·y - d is refuted "
-             f"when its lower bound is > its float32 margin (here at most "
-             f"{report.margins.max():.3g})"]
+             f"when its lower bound is > its float32 margin"
+             + (f" (here at most {report.margins.max():.3g})" if report.margins.size else "")]
     for c, case in enumerate(report.cases):
         lines.append(f"input region {c + 1}/{len(report.cases)}"
                      + (f" (its {case.ignored_input_constraints} linear input constraints are "

@@ -3,8 +3,11 @@
 With the label ``y`` and margins ``m_j(x) = f_y(x) - f_j(x)``, every ``x'``
 with ``||x' - x|| <= r`` keeps ``m_j(x') >= m_j(x) - L_j r > 0`` for all
 ``j``, so the class stays ``y``. Margins are computed in float64 by the
-evaluator; :data:`verifier.bounds.DECISION_MARGIN` is subtracted first, so a
-radius never rests on a margin the float32 network may not have.
+evaluator and :data:`MARGIN_SLACK` is subtracted first. The radius is a
+statement about the real-valued network: unlike ``verify``'s ``unsat`` it does
+not account for the float32 rounding gap of onnxruntime's network over the
+ball (:mod:`verifier.bounds.roundoff`), which the slack covers only for
+networks whose outputs are of order 1.
 
 With a local radius ``eps`` the local constants hold on the ball of radius
 ``eps`` only, so the local radius is ``min(eps, min_j m_j / L_j^local)``;
@@ -22,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.bounds.margin import DECISION_MARGIN
 from verifier.ir.evaluate import evaluate
 from verifier.ir.graph import Graph
 from verifier.lipschitz.global_bound import GlobalLipschitz, check_norm, global_lipschitz
 from verifier.lipschitz.local_bound import batch_inputs, local_lipschitz
+
+#: subtracted from every margin before dividing by the Lipschitz constant
+MARGIN_SLACK = 1e-6
 
 HEADER = "idx\tlabel\tpredict\tmargin\tlipschitz\tradius\tcorrect"
 
@@ -78,7 +83,7 @@ def radii(margin: np.ndarray, lipschitz: np.ndarray, labels) -> tuple[np.ndarray
     ``margin``, ``lipschitz``: ``(B, K)``; the label's own column is ignored
     (except for a binary model's single column).
     """
-    usable = margin - DECISION_MARGIN
+    usable = margin - MARGIN_SLACK
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(lipschitz > 0, usable / lipschitz, np.where(usable > 0, np.inf, 0.0))
     if margin.shape[1] > 1:

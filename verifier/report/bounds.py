@@ -1,7 +1,10 @@
 """Certify margin specifications with the bound engine, many images per call.
 
 Methods (each returns, per image, whether every margin ``f_y - f_j`` has a
-sound lower bound above :data:`verifier.bounds.DECISION_MARGIN`):
+sound lower bound above its float32 decision margin, so that a certificate is
+about the float32 network onnxruntime runs, as ``verify``'s ``unsat`` is;
+:func:`verifier.bounds.decision_margins` from one IBP pass over the input
+sets, the largest margin of an image applied to each of its rows):
 
 - ``ibp``: interval bounds with the last linear layer folded into the
   specification ("elision", Gowal et al. 2018): the margin ``(W_y - W_j)·h +
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from verifier.bounds import compute_bounds, refuted
+from verifier.bounds import compute_bounds, decision_margins, refuted
 from verifier.ir.ops import Linear
 from verifier.report.problem import Images, input_sets, margin_matrices
 
@@ -73,4 +76,6 @@ def certify(graph, images: Images, eps: float, norm: str, clip, method: str) -> 
         lower = naive_ibp_lower(graph, inputs, images.y)
     if lower is None:
         lower = compute_bounds(graph, inputs, method=method, C=C, upper=False).lower
-    return np.all(refuted(lower), axis=1)
+    ibp = compute_bounds(graph, inputs, method="ibp", upper=True)
+    margin = decision_margins(graph, ibp.node_bounds, C).max(axis=1, keepdims=True)
+    return np.all(refuted(lower, margin), axis=1)
