@@ -110,3 +110,34 @@ def test_forward_bounds_enclose_onnxruntime_outputs():
         y = run_onnxruntime(model, points.reshape(-1, 1, 5).astype(np.float32))
         rows = y.reshape(len(points), -1).astype(np.float64) @ C.T - d
         assert np.all(rows >= bound[b] - 1e-5 * (1 + np.abs(bound[b])))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_given_crown_intervals_tighten_and_stay_sound(seed):
+    """Forward bounds with CROWN's intermediate intervals intersected in have
+    intervals no looser than CROWN's and still enclose samples, and their
+    coefficients form a linear lower bound. (The final bound is not monotone
+    in the intervals: DeepPoly's lower slope can flip, so callers keep the max.)"""
+    from verifier.bounds.engine import compute_bounds
+    from verifier.bounds.forward import spec_lower
+    from verifier.bounds.inputs import Box
+
+    graph = random_net(seed, residual=False)
+    rng = np.random.default_rng(200 + seed)
+    centre = rng.uniform(-1, 1, size=(8, 4))
+    radius = rng.uniform(0.2, 1.0, size=(8, 4))
+    lower, upper = centre - radius, centre + radius
+    C, d = rng.normal(size=(2, 3)), rng.normal(size=2)
+    crown = compute_bounds(graph, Box(lower, upper), method="crown", C=C, d=d, upper=False)
+    bound, coef, intervals = spec_lower(graph, lower, upper, C, d, crown.pre_activation)
+    for k, iv in intervals.items():
+        assert np.all(iv.lower >= crown.pre_activation[k].lower - 1e-12)
+    for b in range(8):
+        points = lower[b] + rng.random((500, 4)) * (upper[b] - lower[b])
+        y = evaluate(graph, points.reshape(-1, 1, 4)).reshape(len(points), -1)
+        rows = y @ C.T - d
+        assert np.all(rows >= bound[b] - 1e-9)
+        # the coefficients are those of a linear lower bound: coef·x + const <= rows
+        linear = points @ coef[b].T
+        const = bound[b] - np.where(coef[b] > 0, coef[b] * lower[b], coef[b] * upper[b]).sum(1)
+        assert np.all(rows >= linear + const - 1e-9)

@@ -31,57 +31,63 @@ def supports(graph) -> bool:
         for node in graph.nodes)
 
 
-def _concretize(form, lower, upper):
-    """Lower bound of ``form·[x; 1]`` (form (B, n, d+1)) over boxes (B, d)."""
+def _concretize(form, center, radius):
+    """Lower bound of ``form·[x; 1]`` (form (n, B, d+1)) over the boxes
+    ``center ± radius`` (B, d); returns (n, B)."""
     coef, const = form[..., :-1], form[..., -1]
-    low = (np.maximum(coef, 0.0) @ lower[:, :, None])[..., 0]
-    high = (np.minimum(coef, 0.0) @ upper[:, :, None])[..., 0]
-    return low + high + const
+    return (coef * center).sum(axis=-1) - (np.abs(coef) * radius).sum(axis=-1) + const
 
 
 def _affine(W, lo_form, up_form):
     """Forms of ``W·v`` on the last axis of ``v`` for ``v`` between lo_form
-    and up_form; W (m, k). The forms are (B, n, d+1) over the flat entries of
-    ``v``; when ``n`` is a multiple ``r·k`` (a Linear over a tensor with ``r``
-    rows, e.g. MatMul on a (1, r, k) input), W applies to each row."""
-    batch, n, width = lo_form.shape
+    and up_form; W (m, k), forms (n, B, d+1) over the flat entries of ``v``.
+    When ``n`` is a multiple ``r·k`` (a Linear over a tensor with ``r`` rows,
+    e.g. MatMul on a (1, r, k) input), W applies to each row. One matrix
+    product per side and row over all boxes (BLAS)."""
+    n, batch, cols = lo_form.shape
     m, k = W.shape
     pos, neg = np.maximum(W, 0.0), np.minimum(W, 0.0)
-    lo = lo_form.reshape(batch, n // k, k, width)
-    up = up_form.reshape(batch, n // k, k, width)
-    # (m, k) @ (B, r, k, d+1) broadcasts over B and r (BLAS; einsum is ~15x slower here)
+    lo = lo_form.reshape(n // k, k, batch * cols)
+    up = up_form.reshape(n // k, k, batch * cols)
     new_lo = pos @ lo + neg @ up
     new_up = pos @ up + neg @ lo
-    return new_lo.reshape(batch, -1, width), new_up.reshape(batch, -1, width)
+    shape = (n // k * m, batch, cols)
+    return new_lo.reshape(shape), new_up.reshape(shape)
 
 
-def forward_bounds(graph, lower, upper):
+def forward_bounds(graph, lower, upper, given=None):
     """Pre-activation intervals of every Relu/PRelu and the output's forms.
 
-    ``lower``/``upper``: (B, d) boxes. Returns (intervals: node index ->
-    Interval of the node's input, (lo_form, up_form) of the output) or None
-    if the graph has an unsupported op.
+    ``lower``/``upper``: (B, d) boxes. ``given``: optional node index ->
+    Interval (B, n) of sound bounds of that Relu/PRelu's input found another
+    way (e.g. by CROWN); they are intersected with the forward ones, so the
+    relaxations and forms usually get tighter (not always: DeepPoly's lower
+    slope can flip, so callers keep the best of the bounds they have). Returns (intervals: node index ->
+    Interval (B, n) of the node's input, (lo_form, up_form) of the output,
+    each (m, B, d+1): ``lo_form[j, b]·[x; 1] <= y_j <= up_form[j, b]·[x; 1]``
+    for x in box b) or None if the graph has an unsupported op.
     """
     if not supports(graph):
         return None
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
     batch, d = lower.shape
-    eye = np.zeros((1, d, d + 1))
-    eye[0, np.arange(d), np.arange(d)] = 1.0
-    forms = {0: (np.broadcast_to(eye, (batch, d, d + 1)),) * 2}
+    center, radius = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    eye = np.zeros((d, batch, d + 1))
+    eye[np.arange(d), :, np.arange(d)] = 1.0
+    forms = {0: (eye, eye)}
     intervals = {}
     for i, node in enumerate(graph.nodes[1:], start=1):
         lo, up = forms[node.inputs[0]]
         if isinstance(node, ops.Linear):
             lo, up = _affine(node.weight, lo, up)
             if node.bias is not None:
-                lo = lo.copy()
-                up = up.copy()
-                bias = np.tile(node.bias, node.size // node.bias.size)
+                bias = np.tile(node.bias, node.size // node.bias.size)[:, None]
                 lo[..., -1] += bias
                 up[..., -1] += bias
         elif isinstance(node, ops.Scale):
-            scale = np.broadcast_to(node.scale, node.shape).reshape(-1)[None, :, None]
-            shift = np.broadcast_to(node.shift, node.shape).reshape(-1)
+            scale = np.broadcast_to(node.scale, node.shape).reshape(-1)[:, None, None]
+            shift = np.broadcast_to(node.shift, node.shape).reshape(-1)[:, None]
             lo, up = (np.where(scale >= 0, lo, up) * scale, np.where(scale >= 0, up, lo) * scale)
             lo[..., -1] += shift
             up[..., -1] += shift
@@ -89,12 +95,15 @@ def forward_bounds(graph, lower, upper):
             lo2, up2 = forms[node.inputs[1]]
             lo, up = lo + lo2, up + up2
         elif isinstance(node, (ops.Relu, ops.PRelu)):
-            l = _concretize(lo, lower, upper)
-            u = -_concretize(-up, lower, upper)
+            l = _concretize(lo, center, radius)
+            u = -_concretize(-up, center, radius)
+            if given is not None and i in given:
+                l = np.maximum(l, given[i].lower.T)
+                u = np.minimum(u, given[i].upper.T)
             l = np.minimum(l, u)
-            intervals[i] = Interval(l, u)
+            intervals[i] = Interval(np.ascontiguousarray(l.T), np.ascontiguousarray(u.T))
             slope = 0.0 if isinstance(node, ops.Relu) else \
-                np.broadcast_to(node.slope, node.shape).reshape(-1)[None, :]
+                np.broadcast_to(node.slope, node.shape).reshape(-1)[:, None]
             lo, up = _relu_forms(lo, up, l, u, slope)
         # Reshape: the flat forms are unchanged
         forms[i] = (lo, up)
@@ -102,7 +111,7 @@ def forward_bounds(graph, lower, upper):
 
 
 def _relu_forms(lo, up, l, u, slope):
-    """Forms of max(z, slope·z) (slope <= 1) for z between lo and up, z in [l, u]."""
+    """Forms of max(z, slope·z) (slope <= 1) for z between lo and up, z in [l, u] (n, B)."""
     slope = np.broadcast_to(slope, l.shape)
     active = l >= 0
     inactive = u <= 0
@@ -122,11 +131,25 @@ def _relu_forms(lo, up, l, u, slope):
     return new_lo, new_up
 
 
-def output_lower(graph, lower, upper, C, d):
-    """Lower bounds of ``C·y - d`` (C (R, m), d (R,)) from the output forms."""
-    result = forward_bounds(graph, lower, upper)
+def spec_lower(graph, lower, upper, C, d, given=None):
+    """Lower bounds (B, R) of ``C·y - d`` (C (R, m), d (R,)) on boxes (B, n_in),
+    the input coefficients (B, R, n_in) of the linear lower bound each comes
+    from (``bound >= coef·x + const`` on the box), and the intervals of
+    :func:`forward_bounds`; None for unsupported graphs."""
+    result = forward_bounds(graph, lower, upper, given)
     if result is None:
         return None
     intervals, (lo, up) = result
-    spec_lo, _ = _affine(C, lo, up)
-    return _concretize(spec_lo, lower, upper) - d, intervals
+    spec_lo, _ = _affine(np.asarray(C, dtype=np.float64), lo, up)
+    center, radius = 0.5 * (lower + upper), 0.5 * (upper - lower)
+    bound = _concretize(spec_lo, center, radius).T - d
+    return bound, spec_lo[..., :-1].transpose(1, 0, 2), intervals
+
+
+def output_lower(graph, lower, upper, C, d):
+    """Lower bounds of ``C·y - d`` (C (R, m), d (R,)) from the output forms."""
+    result = spec_lower(graph, lower, upper, C, d)
+    if result is None:
+        return None
+    bound, _, intervals = result
+    return bound, intervals

@@ -123,9 +123,12 @@ def _show_counterexample(cex) -> str:
                    "and report it in --json. Never changes the answer.")
 @click.option("--smoothing-n", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Estimation samples for --smoothing-sigma (n0 = 100, alpha = 0.001).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Processes sharing one instance's input-split search "
+                   "(default: 1; experimental, see verifier/search/split_workers.py).")
 @handle_errors
 def verify(model, property_file, timeout, result_file, seed, max_disjuncts, as_json, verbose,
-           smoothing_sigma, smoothing_n):
+           smoothing_sigma, smoothing_n, workers):
     """Verify that no input of PROPERTY's region makes MODEL reach its unsafe set.
 
     Prints sat (counterexample found, exit 1; its first values go to
@@ -150,7 +153,7 @@ def verify(model, property_file, timeout, result_file, seed, max_disjuncts, as_j
     else:
         reserve = 0.0
     options = Options(timeout=timeout - reserve, start=start, seed=seed, verbose=verbose,
-                      max_disjuncts=max_disjuncts)
+                      max_disjuncts=max_disjuncts, workers=workers)
     try:
         result = run_verify(model, property_file, options, stats=stats)
         if certificate is not None and result.verdict in (Verdict.UNKNOWN, Verdict.TIMEOUT):

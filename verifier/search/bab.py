@@ -2,11 +2,10 @@
 
 Two strategies, chosen from the problem:
 
-* input splitting (few free inputs, e.g. acasxu's 5): a stack of sub-boxes,
-  bounded many at a time by CROWN; a box is closed when every unsafe polytope
-  of its case is refuted on it; others are split in two along the input with
-  the largest |gradient| x width of their worst open row (a "smear" score),
-  and their centres are tried as counterexamples.
+* input splitting (few free inputs, e.g. acasxu's 5): a queue of sub-boxes
+  bounded thousands at a time (forward symbolic bounds, then CROWN on the
+  open ones), split along the input with the largest |coefficient| x width
+  of their worst open row; see :mod:`verifier.search.input_split`.
 * ReLU splitting (high-dimensional inputs): sub-problems are sets of ReLU
   phase constraints, bounded by alpha-CROWN with the constraints enforced
   (and the parent's intermediate bounds and slopes as warm starts); the
@@ -33,14 +32,11 @@ import numpy as np
 
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.inputs import Box
-from verifier.bounds.margin import decision_margins, refuted
 from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
-from verifier.ir import evaluate, ops
-from verifier.ir.grad import grad_input
-from verifier.search.attack import Targets, pgd
-from verifier.search.plan import LpBudget, search_plan
-from verifier.verify import try_candidates
+from verifier.ir import ops
+from verifier.search.plan import search_plan
+from verifier.search.rows import CaseRows, record_root_margins
 
 
 @dataclass
@@ -48,45 +44,6 @@ class Outcome:
     proved: bool
     reason: str
     counterexample: object = None
-
-
-@dataclass(frozen=True)
-class CaseRows:
-    """All rows of a case's polytopes stacked: C (R, n_out), d (R,), owner (R,)."""
-
-    C: np.ndarray
-    d: np.ndarray
-    owner: np.ndarray
-    count: int
-
-    @classmethod
-    def of(cls, case):
-        C = np.vstack([p.C for p in case.unsafe])
-        d = np.concatenate([p.d for p in case.unsafe])
-        owner = np.concatenate([np.full(p.rows, k) for k, p in enumerate(case.unsafe)])
-        return cls(C, d, owner, len(case.unsafe))
-
-    def open_polytopes(self, lower, margin):
-        """(B, P) bool: polytopes not refuted by row lower bounds (B, R) given
-        the rows' decision margins (B, R)."""
-        row_refuted = refuted(lower, margin)
-        closed = np.zeros((lower.shape[0], self.count), dtype=bool)
-        for k in range(self.count):
-            closed[:, k] = row_refuted[:, self.owner == k].any(axis=1)
-        return ~closed
-
-    def worst_margin(self, y):
-        """(B,) min over polytopes of max over its rows of C y - d, and the row."""
-        values = y @ self.C.T - self.d
-        best = np.full(len(y), np.inf)
-        row = np.zeros(len(y), dtype=int)
-        for k in range(self.count):
-            idx = np.flatnonzero(self.owner == k)
-            worst = idx[values[:, idx].argmax(axis=1)]
-            margin = values[np.arange(len(y)), worst]
-            better = margin < best
-            best[better], row[better] = margin[better], worst[better]
-        return best, row
 
 
 def prove(ctx) -> Outcome:
@@ -131,144 +88,12 @@ def prove(ctx) -> Outcome:
                          + (f"; before the search: {before}" if before else ""))
 
 
-def _input_split(ctx, case_index, search_case, batch_size=256):
-    """Best-first input splitting: the open boxes with the lowest bound go first
-    (they are the likeliest to hold a counterexample, and must be split anyway).
+def _input_split(ctx, case_index, search_case):
+    """Input splitting (:mod:`verifier.search.input_split`)."""
+    from verifier.search.input_split import search
 
-    With linear input constraints, sub-boxes that miss ``A x <= b`` are
-    dropped and the others shrunk around their part of the region before
-    they are bounded (:meth:`SearchCase.restrict`), and the points tried are
-    projected into the region. A sub-box that shrinks to a single point and
-    stays open ends the search (``unknown``): splitting it changes nothing."""
-    graph = ctx.graph
-    case = search_case.case
-    lp_budget = LpBudget(0.1)
-    rows = CaseRows.of(case)
-    targets = Targets.from_polytopes(case.unsafe)
-    stack_lower, stack_upper = (v[None] for v in float32_hull(case.region.lower,
-                                                             case.region.upper))
-    stack_bound = np.array([-np.inf])
-    domains = 0
-    while len(stack_lower):
-        if ctx.out_of_time():
-            return Outcome(False, f"time ran out with {len(stack_lower)} open sub-boxes "
-                                  f"(input splitting, worst bound "
-                                  f"{stack_bound.min():.4g})"), domains
-        if len(stack_lower) > batch_size:
-            pick = np.argpartition(stack_bound, batch_size)[:batch_size]
-            rest = np.ones(len(stack_lower), dtype=bool)
-            rest[pick] = False
-        else:
-            pick, rest = np.arange(len(stack_lower)), np.zeros(len(stack_lower), dtype=bool)
-        lo, hi = stack_lower[pick], stack_upper[pick]
-        stack_lower, stack_upper, stack_bound = \
-            stack_lower[rest], stack_upper[rest], stack_bound[rest]
-        lo, hi = search_case.restrict(lo, hi, lp_budget)
-        if not len(lo):
-            continue
-        domains += len(lo)
-        lower_bound, margin = _box_bounds(graph, lo, hi, rows, ctx.deadline)
-        if domains == len(lo):
-            _root_margins(ctx, margin)
-        open_poly = rows.open_polytopes(lower_bound, margin)
-        keep = open_poly.any(axis=1)
-        if not keep.any():
-            continue
-        lo, hi, open_poly = lo[keep], hi[keep], open_poly[keep]
-        bound = _worst_open(rows, lower_bound[keep], open_poly)
-        # the box centres: counterexample candidates and where the split is scored
-        centers = 0.5 * (lo + hi)
-        points = search_case.project(centers, lo, hi)
-        values = evaluate(graph, points.reshape((len(points),) + graph.input_shape),
-                          all_values=True)
-        y = values[graph.output].reshape(len(points), -1)
-        cex = try_candidates(ctx, case_index, points, rows.worst_margin(y)[0], 4, 1e-4)
-        if cex is None:
-            worst_boxes = np.argsort(bound)[:16]
-            cex = _attack_boxes(ctx, case_index, targets, lo[worst_boxes], hi[worst_boxes],
-                                search_case.project)
-        if cex is not None:
-            ctx.stats["found_by"] = "input splitting"
-            return Outcome(False, "counterexample found during input splitting", cex), domains
-        if not (hi > lo).any(axis=1).all():
-            return Outcome(False, "a sub-box shrank to a single point that the bounds do not "
-                                  "refute (within the decision margin) and that does not "
-                                  "replay as a counterexample"), domains
-        # smear score: |d worst-open-row / dx| * width at the box centre
-        row_values = y @ rows.C.T - rows.d
-        row_values[~open_poly[:, rows.owner]] = -np.inf
-        worst = row_values.argmax(axis=1)
-        cot = rows.C[worst].reshape(values[graph.output].shape)
-        grad = np.abs(grad_input(graph, values, cot).reshape(len(centers), -1))
-        width = hi - lo
-        score = (grad + 1e-12) * width
-        score[width <= 0] = -1.0
-        dim = score.argmax(axis=1)
-        mid = centers[np.arange(len(lo)), dim]
-        left_hi, right_lo = hi.copy(), lo.copy()
-        left_hi[np.arange(len(lo)), dim] = mid
-        right_lo[np.arange(len(lo)), dim] = mid
-        stack_lower = np.vstack([stack_lower, lo, right_lo])
-        stack_upper = np.vstack([stack_upper, left_hi, hi])
-        stack_bound = np.concatenate([stack_bound, bound, bound])
-    return Outcome(True, "proved by input splitting"), domains
-
-
-_RECOMPUTE = BoundOptions(recompute_intermediate=True)
-
-
-def _box_bounds(graph, lo, hi, rows, deadline=None):
-    """Lower bounds (B, R) of the case's rows on boxes and the rows' decision
-    margins there: forward symbolic bounds first (cheap with few inputs), the
-    margins from IBP tightened by their intermediate bounds; the boxes they
-    leave open get CROWN (stopped at ``deadline`` with the sound bounds
-    reached), which also recomputes the intermediate bounds and keeps the
-    tighter of its own and the forward ones."""
-    from verifier.bounds.forward import output_lower
-
-    forward = output_lower(graph, lo, hi, rows.C, rows.d)
-    if forward is None:
-        crown = compute_bounds(graph, Box(lo, hi), method="crown", C=rows.C, d=rows.d,
-                               upper=False, deadline=deadline)
-        return crown.lower, _margins(graph, crown, rows)
-    lower, intervals = forward
-    ibp = compute_bounds(graph, Box(lo, hi), method="ibp", C=rows.C, d=rows.d, upper=False,
-                         intermediate=intervals)
-    margin = _margins(graph, ibp, rows)
-    still = np.flatnonzero(rows.open_polytopes(lower, margin).any(axis=1))
-    if len(still):
-        crown = compute_bounds(graph, Box(lo[still], hi[still]), method="crown", C=rows.C,
-                               d=rows.d, upper=False,
-                               intermediate={k: v.take(still) for k, v in intervals.items()},
-                               options=_RECOMPUTE, deadline=deadline)
-        lower[still] = np.maximum(lower[still], crown.lower)
-        margin[still] = np.minimum(margin[still], _margins(graph, crown, rows))
-    return lower, margin
-
-
-def _margins(graph, result, rows):
-    """(B, R) decision margins of the case's rows from a bound result's node bounds."""
-    return decision_margins(graph, result.node_bounds, rows.C, rows.d)
-
-
-def _root_margins(ctx, margin):
-    """Record the largest and median row margins of the root (first case's) in the stats."""
-    if "margin_max" not in ctx.stats:
-        ctx.stats["margin_max"] = float(margin.max())
-        ctx.stats["margin_median"] = float(np.median(margin))
-    return margin
-
-
-def _attack_boxes(ctx, case_index, targets, lower, upper, project, steps=20):
-    """A short PGD inside the given sub-boxes (points mapped by ``project``, see
-    :func:`verifier.search.attack.pgd`), against every polytope of the case."""
-    count = len(targets.C)
-    lo = np.repeat(lower, count, axis=0)
-    hi = np.repeat(upper, count, axis=0)
-    which = np.tile(np.arange(count), len(lower))
-    x, margin, _ = pgd(ctx.graph, lo, hi, targets, which, steps=steps, restarts=1,
-                       rng=ctx.rng, project=project)
-    return try_candidates(ctx, case_index, x, margin, 8, 1e-4)
+    result = search(ctx, case_index, search_case)
+    return Outcome(result.proved, result.reason, result.counterexample), result.boxes
 
 
 # ---------------------------------------------------------------- ReLU splitting
@@ -289,7 +114,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
                            options=options, deadline=ctx.deadline)
-    margin = _root_margins(ctx, _margins(graph, first, rows))
+    margin = record_root_margins(ctx.stats, rows.margins(graph, first.node_bounds))
     if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
@@ -304,7 +129,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                           intermediate=first.pre_activation,
                           options=BoundOptions(recompute_intermediate=True),
                           deadline=ctx.deadline)
-    if not rows.open_polytopes(root.lower, _margins(graph, root, rows)).any():
+    if not rows.open_polytopes(root.lower, rows.margins(graph, root.node_bounds)).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
@@ -313,7 +138,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), root.alpha,
-                       float(_worst_open(rows, root.lower)[0]),
+                       float(rows.worst_open(root.lower)[0]),
                        {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10)
@@ -352,11 +177,11 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
             deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower, _margins(graph, result, rows))
+        open_poly = rows.open_polytopes(result.lower, rows.margins(graph, result.node_bounds))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
-        bounds = _worst_open(rows, result.lower, open_poly)
+        bounds = rows.worst_open(result.lower, open_poly)
         for j in still:
             domains.append(_Domain(
                 children[j].splits,
@@ -387,16 +212,6 @@ class _Domain:
     alpha: object
     bound: float
     scores: dict = None  # Relu node -> (n,) BaBSR-style split scores
-
-
-def _worst_open(rows, lower, open_poly=None):
-    """Per element, the smallest 'best row' lower bound over open polytopes."""
-    best = np.full((lower.shape[0], rows.count), np.inf)
-    for k in range(rows.count):
-        best[:, k] = lower[:, rows.owner == k].max(axis=1)
-    if open_poly is not None:
-        best[~open_poly] = np.inf
-    return best.min(axis=1)
 
 
 def _stack_intervals(tables):

@@ -1,0 +1,185 @@
+"""One region's input-split queue shared by worker processes (``--workers N``).
+
+After ``fork_after`` seconds of search (easy instances never pay for
+processes), the parent deals its open boxes, sorted by bound, round-robin
+into N parts, keeps part 0 and forks one child per other part. Each child
+runs :func:`verifier.search.input_split.run_queue` on its part and reports
+through a queue:
+
+* ``("candidates", points, margins)``: points whose float64 margin is
+  violated. Children never run onnxruntime (its thread pools do not survive
+  a fork); the parent replays the points, so every ``sat`` is still built
+  by :func:`verifier.result.replay_counterexample` in the parent.
+* ``("done", proved, reason, boxes)`` when its part is closed, or time ran out.
+
+The first replayed counterexample, or the first child that could not close
+its part, ends the search; the region is proved when the parent's part and
+every child's are. Children exit when the parent goes away (they watch their
+parent's pid) and are terminated when the search ends. Work is not
+rebalanced after the split: a child that closes its part early stays idle.
+
+Default: one process. Measured on acasxu (2-core machine, shared): no
+speed-up on 3_7 prop_1 (6.4 s vs 6.5 s), and 1_1 prop_2 went from 4.9 s to
+a timeout: the bounds are batch-independent, but the intermediate bounds
+CROWN tightens (only neurons unstable somewhere in the batch) are not, and
+the per-box float32 decision margins (:mod:`verifier.bounds.margin`) are
+computed from them; a half of the queue got looser margins and never
+closed. ``--workers N`` stays available for experiments.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue as queue_module
+import threading
+import time
+
+import numpy as np
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class Team:
+    """The parent's side: forks the workers, relays their news."""
+
+    def __init__(self, workers, settings, search_case):
+        self.workers = workers
+        self.settings = settings
+        self.search_case = search_case
+        self.processes = []
+        self.messages = None
+        self.running = 0
+        self.child_boxes = 0
+
+    @classmethod
+    def for_run(cls, ctx, settings, search_case=None):
+        """A team when more than one worker is asked for and fork exists, else None."""
+        workers = settings.workers or getattr(ctx.options, "workers", None) or 1
+        if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+            return None
+        return cls(workers, settings, search_case)
+
+    def poll(self, ctx, case_index, queue, elapsed):
+        """Fork once the search has run ``fork_after`` seconds with enough
+        boxes; then relay the children's news: an outcome that ends the
+        search (a counterexample, a child that could not close its part) or None."""
+        if not self.processes and elapsed >= self.settings.fork_after \
+                and len(queue) >= 2 * self.workers:
+            self._fork(ctx, case_index, queue)
+        return self._drain(ctx, case_index, block=0.0)
+
+    def finish(self, ctx, case_index, outcome):
+        """The region's outcome once the parent's own part ended with ``outcome``."""
+        from verifier.search.input_split import SplitOutcome
+
+        if not outcome.proved or not self.processes:
+            return outcome
+        boxes = outcome.boxes
+        while self.running:
+            left = ctx.time_left()
+            if left <= 0:
+                return SplitOutcome(False, f"time ran out with {self.running} worker "
+                                           "process(es) still splitting",
+                                    boxes=boxes + self.child_boxes)
+            news = self._drain(ctx, case_index, block=min(left, 0.5))
+            if news is None and self.messages.empty() and sum(
+                    p.exitcode is not None for p in self.processes) > len(self.processes) - \
+                    self.running:
+                news = SplitOutcome(False, "a worker process ended without reporting",
+                                    boxes=self.child_boxes)
+            if news is not None:
+                news.boxes += boxes
+                return news
+        return SplitOutcome(True, outcome.reason + f" ({self.workers} processes)",
+                            boxes=boxes + self.child_boxes)
+
+    def stop(self):
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self.processes:
+            process.join(timeout=1.0)
+
+    # -------------------------------------------------------------- internals
+    def _fork(self, ctx, case_index, queue):
+        context = multiprocessing.get_context("fork")
+        self.messages = context.Queue()
+        order = np.argsort(queue.bound, kind="stable")
+        lower, upper, bound = queue.lower[order], queue.upper[order], queue.bound[order]
+        queue.lower, queue.upper, queue.bound = lower[0::self.workers], upper[0::self.workers], \
+            bound[0::self.workers]
+        parent = os.getpid()
+        for j in range(1, self.workers):
+            part = slice(j, None, self.workers)
+            process = context.Process(
+                target=_child, daemon=True,
+                args=(ctx, case_index, self.search_case, self.settings, lower[part],
+                      upper[part], bound[part], self.messages, parent, j))
+            process.start()
+            self.processes.append(process)
+        self.running = len(self.processes)
+        ctx.stats["workers"] = self.workers
+
+    def _drain(self, ctx, case_index, block):
+        from verifier.search.input_split import SplitOutcome
+        from verifier.verify import try_candidates
+
+        if self.messages is None:
+            return None
+        while True:
+            try:
+                message = self.messages.get(timeout=block) if block else \
+                    self.messages.get_nowait()
+            except queue_module.Empty:
+                return None
+            block = 0.0
+            if message[0] == "candidates":
+                _, points, margins = message
+                cex = try_candidates(ctx, case_index, points, margins, len(points), np.inf)
+                if cex is not None:
+                    ctx.stats["found_by"] = "input splitting (worker process)"
+                    return SplitOutcome(False, "counterexample found during input splitting",
+                                        cex, self.child_boxes)
+            else:
+                _, proved, reason, boxes = message
+                self.running -= 1
+                self.child_boxes += boxes
+                if not proved:
+                    return SplitOutcome(False, f"worker process: {reason}",
+                                        boxes=self.child_boxes)
+
+
+def _child(ctx, case_index, search_case, settings, lower, upper, bound, messages, parent,
+           number):
+    """A worker: search its part of the queue, report candidates and the end."""
+    from verifier.search.input_split import BoxQueue, run_queue
+
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    ctx.rng = np.random.default_rng((ctx.options.seed, number))
+    queue = BoxQueue(lower[0], upper[0])
+    queue.lower, queue.upper, queue.bound = lower, upper, bound
+
+    def report(ctx, case_index, points, margins, count, slack):
+        best = np.argsort(margins)[:count]
+        best = best[margins[best] <= slack]
+        if len(best):
+            messages.put(("candidates", points[best], margins[best]))
+        return None
+
+    outcome = run_queue(ctx, case_index, search_case, settings, queue, report)
+    messages.put(("done", outcome.proved, outcome.reason, outcome.boxes))
+    messages.close()
+    messages.join_thread()
+
+
+def _exit_with(parent):
+    """End this worker when its parent process is gone."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
