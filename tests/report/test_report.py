@@ -4,7 +4,8 @@ The model's logits are [w.x, -w.x] with w = ones(16)/16, so the margin of label
 0 is 2 mean(x) and of label 1 is -2 mean(x). Over the L-infinity ball of radius
 eps (no clip) the worst margin is 2(|mean(x)| - eps |w|_1) = 2(|mean| - eps), over
 the L2 ball 2(|mean| - eps |w|_2) = 2(|mean| - eps/4): every sound method is exact
-on a linear model and PGD reaches the worst point.
+on a linear model (the Lipschitz radius too: 2|mean| / ||w_0 - w_1||, the
+dual norm of the ball's) and PGD reaches the worst point.
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def tiny(tmp_path):
 def test_every_method_gives_the_known_answers(tiny):
     model, dataset, _, _ = tiny
     report = robustness_report(model, dataset, (0.1, 0.25),
-                               methods=("ibp", "naive-ibp", "crown", "alpha-crown", "pgd"))
+                               methods=("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz",
+                                        "pgd"))
     assert report.clean_accuracy == 0.75
     for eps, robust in ROBUST_LINF.items():
         expected = sum(robust) / 4
@@ -63,8 +65,8 @@ def test_l2_balls_use_the_dual_norm(tiny):
     model, dataset, _, _ = tiny
     # robust iff |mean| > eps / 4: at eps = 0.5 images 0 and 1 (0.3, 0.2 > 0.125), not 2 (0.05)
     report = robustness_report(model, dataset, (0.5, 1.0), norm="l2",
-                               methods=("crown", "alpha-crown", "pgd", "complete"))
-    assert report.methods == ("crown", "alpha-crown", "pgd")  # complete needs boxes
+                               methods=("crown", "alpha-crown", "lipschitz", "pgd", "complete"))
+    assert report.methods == ("crown", "alpha-crown", "lipschitz", "pgd")  # complete needs boxes
     for method in report.methods:
         assert report.column(method, 0.5).status[:3] == ("certified", "certified",
                                                          "not certified") \

@@ -12,7 +12,9 @@ import numpy as np
 from verifier.cli import handle_errors
 from verifier.cli.smooth_cmd import _finite, _parse_radii
 
-METHOD_NAMES = ("ibp", "naive-ibp", "crown", "alpha-crown", "pgd", "complete")
+METHOD_NAMES = ("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz", "pgd", "complete")
+#: the default columns (lipschitz is asked for by name: it has no rule for Softmax)
+DEFAULT_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown", "pgd", "complete")
 
 
 def _numbers(value: str, what: str) -> tuple[float, ...]:
@@ -139,7 +141,7 @@ def _data_options(func):
 @click.option("--norm", type=click.Choice(["linf", "l2"]), default="linf", show_default=True)
 @click.option("--eps", default="0.01,0.02,0.05,0.1", show_default=True, callback=_parse_eps,
               help="Budgets (model input units), comma-separated.")
-@click.option("--methods", default=",".join(METHOD_NAMES), show_default=True,
+@click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
               callback=_parse_methods, help="Methods, comma-separated.")
 @click.option("--timeout-per-image", type=click.FloatRange(min=0, min_open=True),
               default=10.0, show_default=True, callback=_finite,
@@ -166,7 +168,8 @@ def report(model, data, clip, indices, limit, scale, csv_layout, norm, eps, meth
     image and eps the input set is the eps-ball of --norm around the image,
     intersected with --clip. Bound methods certify every margin f_y - f_j > 0
     (ibp with the last layer folded into the margins; naive-ibp on separate
-    logits; crown; alpha-crown); pgd is an attack (50 steps of eps/10, 10
+    logits; crown; alpha-crown; lipschitz: the local Lipschitz radius
+    reaches eps, about the real-valued network); pgd is an attack (50 steps of eps/10, 10
     restarts, cross-entropy and margin losses): an upper bound on robust
     accuracy; complete runs falsification and branch and bound on the images
     the others left open (linf only). Misclassified images count as not

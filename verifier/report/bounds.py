@@ -15,6 +15,8 @@ sets, the largest margin of an image applied to each of its rows):
   ``lower[y] > max_j upper[j]``.
 - ``crown``, ``alpha-crown``: the engine's backward bounds of ``C·y`` with C
   the margin matrix; the last layer is folded exactly by the backward pass.
+- ``lipschitz``: the certified radius ``min_j m_j(x) / L_j`` with the local
+  Lipschitz bounds on the eps-ball (:mod:`verifier.lipschitz`) reaches eps.
 
 On an L2 ball the interval methods start from the ball's enclosing box (as
 the engine's IBP does), so they are much looser there than CROWN, which
@@ -28,7 +30,7 @@ from verifier.bounds import compute_bounds, decision_margins, refuted
 from verifier.ir.ops import Linear
 from verifier.report.problem import Images, input_sets, margin_matrices
 
-BOUND_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown")
+BOUND_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz")
 
 
 def folded_ibp_lower(graph, inputs, C: np.ndarray) -> np.ndarray | None:
@@ -61,12 +63,27 @@ def naive_ibp_lower(graph, inputs, labels: np.ndarray) -> np.ndarray:
     return np.sort(gaps, axis=1)[:, :-1]  # drop the -(-inf) entry of the label itself
 
 
+def lipschitz_certified(graph, images: Images, eps: float, norm: str) -> np.ndarray:
+    """Per image, whether its Lipschitz radius (the local bound on the eps-ball,
+    never below the global one; :func:`verifier.lipschitz.certify`) reaches
+    eps. The whole ball is covered, so the clipped set is too. Like the
+    ``lipschitz`` command, this is about the real-valued network with a small
+    margin slack, not the float32 gap bound of the other columns."""
+    from verifier.lipschitz import certify as lipschitz_certify
+
+    shape = (len(images),) + tuple(graph.input_shape)
+    found = lipschitz_certify(graph, images.x.reshape(shape), images.y, norm, local_eps=eps)
+    return np.array([c.radius >= eps for c in found], dtype=bool)
+
+
 def certify(graph, images: Images, eps: float, norm: str, clip, method: str) -> np.ndarray:
     """Per image, whether ``method`` proves every margin positive on its input set."""
     if method not in BOUND_METHODS:
         raise ValueError(f"unknown bound method {method!r}; one of {BOUND_METHODS}")
     if len(images) == 0:
         return np.zeros(0, dtype=bool)
+    if method == "lipschitz":
+        return lipschitz_certified(graph, images, eps, norm)
     inputs = input_sets(images, eps, norm, clip)
     C = margin_matrices(images.y, graph.output_size)
     lower = None
