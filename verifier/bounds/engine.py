@@ -114,15 +114,6 @@ class Run:
                 lower, upper = self._tighten(i, lower, upper)
             self.bounds[i] = Interval(lower, upper)
 
-    def relax_from(self, bounds):
-        """Take ``bounds`` (node index -> Interval ``(B, size)``, every node)
-        as this run's bounds and build every relaxation from them, without
-        the forward sweep (for a backward pass over given bounds)."""
-        self.bounds = [bounds[i] for i in range(len(self.nodes))]
-        for k in range(len(self.nodes)):
-            if self.prep.nonlinear[k]:
-                self.relax[k] = self._relaxation(k)
-
     def _relaxation(self, k):
         node = self.nodes[k]
         bounds = self.bounds[node.inputs[0]]
