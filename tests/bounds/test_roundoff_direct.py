@@ -103,3 +103,26 @@ def test_the_margin_follows_crown_where_the_gap_bound_is_loose():
     assert gap > 10 * result.lower[0, 0] or gap > 1e-2  # the old margin alone is loose
     assert 0 < direct <= result.lower[0, 0]
     assert margin < 1e-6 < gap
+
+
+def test_a_callers_lower_bound_only_limits_where_the_direct_bound_is_computed():
+    rng = np.random.default_rng(7)
+    model = deep_net(rng, "Sigmoid", 6, width=30)
+    graph = load_model(model)
+    centres = rng.normal(size=(3, graph.input_size))
+    lo, hi = float32_hull(centres - 1e-3, centres + 1e-3)
+    result = compute_bounds(graph, Box(lo, hi), method="crown", upper=False)
+    y = result.node_bounds[graph.output]
+    C = np.eye(graph.output_size)[:2]
+    d = y.lower[:, :2] - 0.5  # every row about 0.5 above its d: proved directly
+    full = decision_margins(graph, result.node_bounds, C, d)
+    gaps = decision_margins(graph, result.node_bounds, C, d, lower=np.full((3, 2), -1.0))
+    # a lower bound between the floor and the gap margin: the direct bound decides
+    gated = decision_margins(graph, result.node_bounds, C, d, lower=gaps)
+    # one already above the gap margin: nothing to decide, the gap margin stays
+    above = decision_margins(graph, result.node_bounds, C, d, lower=2 * gaps)
+    assert np.all(full < 1e-6) and np.all(full < gaps)  # the direct bound proved the rows
+    assert np.array_equal(gated, full)
+    assert np.array_equal(above, gaps)
+    assert np.allclose(gaps, row_gaps(graph, result.node_bounds, C) * (1 + 2 ** -20),
+                       rtol=1e-6, atol=1e-8)

@@ -248,7 +248,7 @@ def _box_bounds(graph, lo, hi, rows, deadline=None):
 
 def _margins(graph, result, rows):
     """(B, R) decision margins of the case's rows from a bound result's node bounds."""
-    return decision_margins(graph, result.node_bounds, rows.C, rows.d)
+    return decision_margins(graph, result.node_bounds, rows.C, rows.d, lower=result.lower)
 
 
 def _root_margins(ctx, margin):
