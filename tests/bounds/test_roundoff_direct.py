@@ -126,3 +126,11 @@ def test_a_callers_lower_bound_only_limits_where_the_direct_bound_is_computed():
     assert np.array_equal(above, gaps)
     assert np.allclose(gaps, row_gaps(graph, result.node_bounds, C) * (1 + 2 ** -20),
                        rtol=1e-6, atol=1e-8)
+
+
+def test_no_rows_give_no_margins():
+    graph = load_model(deep_net(np.random.default_rng(0), "Relu", 6))
+    lo, hi = float32_hull(np.zeros((2, 8)), np.full((2, 8), 0.1))
+    result = compute_bounds(graph, Box(lo, hi), method="ibp")
+    C = np.zeros((0, graph.output_size))
+    assert decision_margins(graph, result.node_bounds, C).shape == (2, 0)

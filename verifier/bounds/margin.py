@@ -75,6 +75,8 @@ def decision_margins(graph, node_bounds, C, d=None, lower=None) -> np.ndarray:
     compared with.
     """
     out = node_bounds[graph.output]
+    if np.shape(C)[-2] == 0:  # no rows (a property without output constraints)
+        return np.zeros((out.lower.shape[0], 0))
     C_signed, d_signed = C, d
     gap = row_gaps(graph, node_bounds, C)                       # (B, R)
     y = np.maximum(np.abs(out.lower), np.abs(out.upper))
