@@ -44,6 +44,13 @@ from a row ``c`` with the signs of ``c``, the weights and the slope
 intervals kept (a Fast-Lip-style interval Jacobian), and keeps the smaller
 of the two bounds per row.
 
+:func:`direct_lower` uses them a third way: it bounds a row ``c·y32 - d`` of
+the float32 network itself by CROWN, with relaxations valid for the float
+values and each own rounding paid at its signed backward coefficient
+(``sum_k |A_k| own_k``); on deep networks that is orders of magnitude
+tighter than either gap bound (:mod:`verifier.bounds.margin` uses it to
+prove rows outright).
+
 Assumptions (what the bound is about):
 
 * onnxruntime's CPU kernels compute every output of Gemm, MatMul, Conv,
