@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from verifier.bounds import Box, compute_bounds, decision_margins
 from verifier.bounds.report import bound_property
 from verifier.bounds.result import Interval
-from verifier.bounds.roundoff import (APPROX_ULPS, RULES, U, float32_hull, output_error,
-                                      row_gaps)
+from verifier.bounds.roundoff import (APPROX_ULPS, RULES, U, direct_lower, float32_hull,
+                                      output_error, row_gaps)
 from verifier.errors import VerifierError
 from verifier.frontend import load_model
 from verifier.ir import evaluate, ops
@@ -184,6 +184,11 @@ def test_the_gap_bound_holds_at_sampled_points_and_corners(name, seed, radius):
     rows = row_gaps(graph, result.node_bounds, C)[0]
     assert np.all(np.abs((y32 - y64) @ C.T) <= rows)
     assert np.all(rows <= (np.abs(C) @ bound) * (1 + 1e-12))
+    # the direct bound of c·y32 - d (CROWN on the float32 network) is below
+    # every float32 value seen; d = the real network's value at a sample
+    d = C @ y64[0]
+    direct = direct_lower(graph, result.node_bounds, C, d)[0]
+    assert np.all(direct <= (y32 @ C.T - d).min(axis=0))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

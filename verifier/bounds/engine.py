@@ -218,14 +218,17 @@ class Run:
         return np.maximum(optimised_lower, lower), np.minimum(optimised_upper, upper)
 
     # ----------------------------------------------------------- backward pass
-    def backward(self, target, A, bias, lines=None, betas=None, record=None):
+    def backward(self, target, A, bias, lines=None, betas=None, record=None,
+                 coefficients=None):
         """A lower bound ``(B, R)`` of ``A·v_target + bias`` over the input set.
 
         ``A``: ``(B or 1, R, size)``; ``bias``: ``(B or 1, R)``. ``lines``
         replaces the relaxation of some nonlinear nodes (alpha-CROWN);
         ``betas`` adds split multipliers at the inputs of Relu nodes; with
         ``record`` (a dict), the coefficients reaching every nonlinear node and
-        the minimising input point are stored in it (for the adjoint pass).
+        the minimising input point are stored in it (for the adjoint pass);
+        with ``coefficients`` (a dict), the coefficients reaching every node
+        (node index -> ``(B or 1, R, size)``) are stored in it.
         """
         prep = self.prep
         pending = {target: A}
@@ -233,6 +236,8 @@ class Run:
             A_k = pending.pop(k, None)
             if A_k is None:
                 continue
+            if coefficients is not None:
+                coefficients[k] = A_k
             if k == 0:
                 value, point = self.inputs.concretize(A_k, want_point=record is not None)
                 if record is not None:

@@ -138,7 +138,7 @@ def bound_property(graph, prop, method: str = "crown",
     box = Box(*float32_hull(np.stack([c.region.lower for c in cases]),
                             np.stack([c.region.upper for c in cases])))
     result = compute_bounds(graph, box, method=method, C=C, d=d, options=options)
-    margin = decision_margins(graph, result.node_bounds, C, d)
+    margin = decision_margins(graph, result.node_bounds, C, d, lower=result.lower)
     out = []
     for b, case in enumerate(cases):
         disjuncts, at = [], 0

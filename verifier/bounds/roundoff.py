@@ -44,6 +44,13 @@ from a row ``c`` with the signs of ``c``, the weights and the slope
 intervals kept (a Fast-Lip-style interval Jacobian), and keeps the smaller
 of the two bounds per row.
 
+:func:`direct_lower` uses them a third way: it bounds a row ``c·y32 - d`` of
+the float32 network itself by CROWN, with relaxations valid for the float
+values and each own rounding paid at its signed backward coefficient
+(``sum_k |A_k| own_k``); on deep networks that is orders of magnitude
+tighter than either gap bound (:mod:`verifier.bounds.margin` uses it to
+prove rows outright).
+
 Assumptions (what the bound is about):
 
 * onnxruntime's CPU kernels compute every output of Gemm, MatMul, Conv,
@@ -444,3 +451,128 @@ def point_bounds(graph, x) -> dict:
 def output_error(graph, node_bounds) -> np.ndarray:
     """``(B, n_out)`` bounds of ``|onnxruntime float32 output - real output|``."""
     return node_errors(graph, node_bounds)[graph.output]
+
+
+
+#: relative inflation of the rounding cost of :func:`direct_lower` for the
+#: float64 arithmetic computing it
+DIRECT_SLACK = 2.0 ** -20
+
+
+def _rounding_cost(coefficients, own, batch):
+    """``sum_k |A_k|·own_k`` over the coefficients of one backward pass."""
+    cost = 0.0
+    for k, A_k in coefficients.items():
+        mine = own[k].reshape(batch, 1, -1)
+        cost = cost + np.where((mine > 0) & (A_k != 0), np.abs(A_k) * mine, 0.0).sum(axis=2)
+    return cost * (1.0 + DIRECT_SLACK)
+
+
+def _float_run(graph, node_bounds, errors):
+    """A bound engine run whose bounds and relaxations hold for the *float32*
+    values of every node, and every node's own rounding bound ``(B, *shape)``
+    computed from those float bounds (see :func:`direct_lower`)."""
+    from verifier.bounds.engine import IBP_RULES, Run
+    from verifier.bounds.inputs import Box
+    from verifier.bounds.prepare import SIGN_DRIVEN
+    from verifier.bounds.result import BoundOptions, Interval
+
+    nodes, batch = graph.nodes, node_bounds[0].lower.shape[0]
+    floats: dict = {0: node_bounds[0]}
+    ctx = _Context(graph, floats, batch)
+    run = Run(graph, Box(node_bounds[0].lower, node_bounds[0].upper), "crown", {}, {},
+              BoundOptions())
+    run.bounds[0] = node_bounds[0]
+    own: list = [None] * len(nodes)
+    own[0] = np.zeros((batch,) + tuple(graph.input_shape))
+    prep = run.prep
+    for i in range(1, len(nodes)):
+        node = nodes[i]
+        if prep.nonlinear[i]:
+            run.relax[i] = run._relaxation(i)
+        shape = (batch,) + tuple(node.shape)
+        lows = [floats[j].lower.reshape((batch,) + nodes[j].shape) for j in node.inputs]
+        highs = [floats[j].upper.reshape((batch,) + nodes[j].shape) for j in node.inputs]
+        low, high = IBP_RULES[type(node)](prep, i, node, lows, highs)  # exact op, float inputs
+        floats[i] = Interval(low.reshape(batch, -1), high.reshape(batch, -1))
+        ctx._cache.pop(i, None)
+        zeros = [np.zeros((batch,) + tuple(nodes[j].shape)) for j in node.inputs]
+        _, mine = RULES[type(node)](ctx, i, node, zeros)
+        own[i] = _no_nan(np.broadcast_to(mine, shape))
+        mine = own[i].reshape(batch, -1)
+        e = errors[i].reshape(batch, -1)
+        low = np.maximum(floats[i].lower - mine, node_bounds[i].lower - e)
+        high = np.minimum(floats[i].upper + mine, node_bounds[i].upper + e)
+        if i in prep.feeds:  # CROWN on the float values, each rounding at its weight
+            sign_only = all(isinstance(nodes[k], SIGN_DRIVEN) for k in prep.feeds[i])
+            needed = (low < 0) & (high > 0) if sign_only else high > low
+            rows = np.flatnonzero(needed.any(axis=0))
+            if rows.size:
+                def bound(A, _, i=i):
+                    coefficients = {}
+                    value = run.backward(i, A, np.zeros((1, A.shape[1])),
+                                         coefficients=coefficients)
+                    return value - _rounding_cost(coefficients, own, batch)
+
+                total = sum(prep.sizes[j] for j in prep.cone(i))  # coefficients kept
+                with np.errstate(invalid="ignore", over="ignore"):
+                    crown_low, crown_high = run._entry_bounds(i, rows, total, bound)
+                low, high = low.copy(), high.copy()
+                low[:, rows] = np.maximum(low[:, rows], np.nan_to_num(crown_low, nan=-np.inf))
+                high[:, rows] = np.minimum(high[:, rows], np.nan_to_num(crown_high, nan=np.inf))
+        # crossing bounds: the region is empty (or rounding); keep both inside
+        low, high = np.minimum(low, high), np.maximum(low, high)
+        floats[i] = Interval(low, high)
+        ctx._cache.pop(i, None)
+        run.bounds[i] = floats[i]
+    return run, own
+
+
+def direct_lower(graph, node_bounds, C, d=None) -> np.ndarray:
+    """``(B, R)`` lower bounds of ``c·y32 - d``, the rows evaluated on the
+    float32 network itself, over the region (``-inf`` where none is found).
+
+    The float32 network is the real one with each node's own rounding
+    ``delta_k`` (``|delta_k| <= own_k``) added to its value:
+    ``v32_k = op_k(v32 of its inputs) + delta_k``. A CROWN sweep over that
+    perturbed network (:func:`_float_run`) bounds the float value of every
+    node: IBP of the exact op on the inputs' float bounds widened by the
+    node's own rounding (computed from those float magnitudes), intersected
+    with ``[lower - e, upper + e]`` (the forward error bound), and, for the
+    inputs of nonlinearities, a CROWN backward pass whose relaxations are
+    built on the float bounds, minus ``sum_k |A_k|·own_k`` with ``A_k`` the
+    pass's signed coefficient on node k. The final rows get one more such
+    pass:
+
+        c·y32 - d >= CROWN(c·y - d; float-valid relaxations) - sum_k |A_k|·own_k.
+
+    Signed coefficients cancel where the interval Jacobian of
+    :func:`row_gaps` cannot, which makes this far tighter on deep networks
+    (the forward error grows by ``|W|`` per layer; this pays each layer's own
+    rounding once). Stable inactive ReLUs carry nothing. Graphs with Softmax
+    get ``-inf`` (no bound).
+    """
+    batch = node_bounds[0].lower.shape[0]
+    C = np.asarray(C, dtype=np.float64)
+    C = np.broadcast_to(C if C.ndim == 3 else C[None], (batch,) + C.shape[-2:])
+    rows = C.shape[1]
+    d = np.zeros((1, rows)) if d is None else np.asarray(d, dtype=np.float64)
+    d = np.broadcast_to(d if d.ndim == 2 else d[None], (batch, rows))
+    if any(isinstance(node, ops.Softmax) for node in graph.nodes):
+        return np.full((batch, rows), -np.inf)
+    from verifier.bounds.result import BoundOptions, Interval
+
+    total = sum(prepare(graph).sizes)
+    step = max(1, BoundOptions().chunk_elements // max(1, rows * total))
+    value = np.empty((batch, rows))
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, errors, _ = _sweep(graph, node_bounds)
+        for start in range(0, batch, step):
+            s = slice(start, min(batch, start + step))
+            part = {i: Interval(node_bounds[i].lower[s], node_bounds[i].upper[s])
+                    for i in range(len(graph.nodes))}
+            run, own = _float_run(graph, part, [e[s] for e in errors])
+            coefficients = {}
+            found = run.backward(graph.output, C[s], -d[s], coefficients=coefficients)
+            value[s] = found - _rounding_cost(coefficients, own, len(found))
+    return np.where(np.isnan(value), -np.inf, value)

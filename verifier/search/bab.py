@@ -114,7 +114,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
                            options=options, deadline=ctx.deadline)
-    margin = record_root_margins(ctx.stats, rows.margins(graph, first.node_bounds))
+    margin = record_root_margins(ctx.stats, rows.margins(graph, first.node_bounds,
+                                                                first.lower))
     if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
@@ -129,7 +130,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                           intermediate=first.pre_activation,
                           options=BoundOptions(recompute_intermediate=True),
                           deadline=ctx.deadline)
-    if not rows.open_polytopes(root.lower, rows.margins(graph, root.node_bounds)).any():
+    root_margin = rows.margins(graph, root.node_bounds, root.lower)
+    if not rows.open_polytopes(root.lower, root_margin).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
@@ -177,7 +179,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
             deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower, rows.margins(graph, result.node_bounds))
+        open_poly = rows.open_polytopes(result.lower,
+                                        rows.margins(graph, result.node_bounds, result.lower))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))

@@ -116,11 +116,11 @@ def box_bounds(graph, lower, upper, rows: CaseRows, crown: bool = True, deadline
     if forward is None:
         result = compute_bounds(graph, Box(lower, upper), method="crown", C=rows.C,
                                 d=rows.d, upper=False, deadline=deadline)
-        return result.lower, rows.margins(graph, result.node_bounds), None
+        return result.lower, rows.margins(graph, result.node_bounds, result.lower), None
     bound, coef, intervals = forward
     ibp = compute_bounds(graph, Box(lower, upper), method="ibp", C=rows.C, d=rows.d,
                          upper=False, intermediate=intervals)
-    margin = rows.margins(graph, ibp.node_bounds)
+    margin = rows.margins(graph, ibp.node_bounds, bound)
     still = np.flatnonzero(rows.open_polytopes(bound, margin).any(axis=1))
     if crown and len(still):
         result = compute_bounds(graph, Box(lower[still], upper[still]), method="crown",
@@ -130,7 +130,8 @@ def box_bounds(graph, lower, upper, rows: CaseRows, crown: bool = True, deadline
         again, again_coef, _ = spec_lower(graph, lower[still], upper[still], rows.C, rows.d,
                                           result.pre_activation)
         bound[still] = np.maximum(np.maximum(bound[still], result.lower), again)
-        margin[still] = np.minimum(margin[still], rows.margins(graph, result.node_bounds))
+        margin[still] = np.minimum(margin[still],
+                                   rows.margins(graph, result.node_bounds, bound[still]))
         coef[still] = again_coef
     return bound, margin, coef
 

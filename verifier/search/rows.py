@@ -34,9 +34,11 @@ class CaseRows:
         starts = np.concatenate([[0], np.cumsum([p.rows for p in case.unsafe])[:-1]])
         return cls(C, d, owner, len(case.unsafe), starts.astype(np.intp))
 
-    def margins(self, graph, node_bounds):
-        """(B, R) decision margins of the rows from a bound result's node bounds."""
-        return decision_margins(graph, node_bounds, self.C, self.d)
+    def margins(self, graph, node_bounds, lower=None):
+        """(B, R) decision margins of the rows from a bound result's node bounds;
+        ``lower``: the rows' lower bounds there, so that the direct float32
+        bound only runs where it can change a decision."""
+        return decision_margins(graph, node_bounds, self.C, self.d, lower=lower)
 
     def open_polytopes(self, lower, margin):
         """(B, P) bool: polytopes not refuted by row lower bounds (B, R) given
