@@ -317,7 +317,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                        {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10)
+    progress = _Progress(ctx)
     while domains:
+        progress.report(domains, explored)
         left = ctx.time_left()
         if left <= 0:
             worst = min(d.bound for d in domains)
@@ -364,6 +366,32 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 _take_alpha(result.alpha, j), float(bounds[j]),
                 {k: v[j] for k, v in result.split_scores.items()}))
     return Outcome(True, "proved by ReLU splitting"), explored
+
+
+PROGRESS_SECONDS = 3.0  # seconds between two progress lines of ReLU splitting (``-v``)
+
+
+class _Progress:
+    """One ``ctx.log`` line every :data:`PROGRESS_SECONDS` during ReLU splitting:
+    open sub-problems, the global lower bound (the worst open bound) and the
+    sub-problems bounded per second since the previous line."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.last = time.monotonic()
+        self.last_explored = 1
+
+    def report(self, domains, explored):
+        if not self.ctx.options.verbose:
+            return
+        now = time.monotonic()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        rate = (explored - self.last_explored) / max(now - self.last, 1e-9)
+        worst = min((d.bound for d in domains), default=float("inf"))
+        self.ctx.log(f"ReLU splitting: {len(domains)} open sub-problems, global lower "
+                     f"bound {worst:.6g}, {rate:.1f} sub-problems/s ({explored} bounded)")
+        self.last, self.last_explored = now, explored
 
 
 def _stack_alpha(tables):
