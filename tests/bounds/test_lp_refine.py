@@ -25,14 +25,16 @@ def mlp(tmp_path, seed, sizes=(6, 16, 16, 16, 3)):
     return load_model(save(chain_model(layers, (1, sizes[0])), tmp_path / f"m{seed}.onnx"))
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_refined_bounds_contain_sampled_pre_activations_and_are_tighter(tmp_path, seed):
+@pytest.mark.parametrize("seed,binary", [(0, 0), (1, 0), (2, 0), (3, 0), (0, 4), (1, 16),
+                                         (2, 16), (3, 4)])
+def test_refined_bounds_contain_sampled_pre_activations_and_are_tighter(tmp_path, seed,
+                                                                        binary):
     graph = mlp(tmp_path, seed)
     rng = np.random.default_rng(100 + seed)
     center = rng.uniform(-1, 1, 6)
     lo, hi = center - 0.5, center + 0.5
     crown = compute_bounds(graph, Box(lo[None], hi[None]), method="crown", upper=False)
-    table, stats = refine(graph, lo, hi, crown.pre_activation)
+    table, stats = refine(graph, lo, hi, crown.pre_activation, binary=binary)
     assert stats["lps"] > 0
     _, relus = mlp_layers(graph)
     x = rng.uniform(lo, hi, size=(20000, 6))
@@ -66,3 +68,14 @@ def test_only_plain_relu_chains_are_refined(tmp_path):
     graph = load_model(save(chain_model(layers, (1, 2)), tmp_path / "s.onnx"))
     assert mlp_layers(graph) is None
     assert refine(graph, np.zeros(2), np.ones(2), {}) is None
+
+
+def test_milp_bounds_are_at_least_as_tight_as_lp_bounds(tmp_path):
+    graph = mlp(tmp_path, 5)
+    lo, hi = np.full(6, -1.0), np.full(6, 1.0)
+    crown = compute_bounds(graph, Box(lo[None], hi[None]), method="crown", upper=False)
+    lp, _ = refine(graph, lo, hi, crown.pre_activation)
+    exact, _ = refine(graph, lo, hi, crown.pre_activation, binary=16)
+    _, relus = mlp_layers(graph)
+    width = lambda t: sum(float((t[k].upper - t[k].lower).sum()) for k in relus)
+    assert width(exact) < width(lp) - 1e-6

@@ -60,15 +60,18 @@ def _weights(node):
     return W, b
 
 
-def _relaxation(graph, linears, relus, layer, lower0, upper0, bounds):
+def _relaxation(graph, linears, relus, layer, lower0, upper0, bounds, binary=0):
     """LP data of hidden layer ``layer``'s inputs: variables x, a_1..a_{layer}
     (post-activations of the ReLU layers before it) with their box, and the
-    triangle relaxation rows ``A v <= c``. Returns (A, c, lb, ub, offset of
-    the last block)."""
+    triangle relaxation rows ``A v <= c``. With ``binary`` > 0, the
+    ``binary`` widest unstable neurons of each earlier layer are also encoded
+    exactly (big-M with a 0/1 variable ``d``: ``a <= z - l (1 - d)``,
+    ``a <= u d``), their ``d`` appended after the other variables. Returns
+    (A, c, lb, ub, offset of the last block, integrality)."""
     sizes = [lower0.size] + [graph.nodes[r].size for r in relus[:layer]]
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     lb, ub = [lower0], [upper0]
-    blocks, rhs = [], []
+    blocks, rhs, exact = [], [], []
     n_vars = int(offsets[-1])
     for k in range(layer):
         W, b = _weights(graph.nodes[linears[k]])
@@ -96,9 +99,39 @@ def _relaxation(graph, linears, relus, layer, lower0, upper0, bounds):
         # unstable: a <= s (z - l)  <=>  a - s W a_prev <= s (b - l)
         s = hi[unstable] / (hi[unstable] - lo[unstable])
         rows(unstable, 1.0, -s, s * (b[unstable] - lo[unstable]))
+        if binary:
+            pick = unstable[np.argsort(lo[unstable] * hi[unstable])[:binary]]
+            exact.append((prev, here, W, b, lo, hi, pick))
     A = sp.vstack(blocks).tocsr() if blocks else sp.csr_matrix((0, n_vars))
     c = np.concatenate(rhs) if rhs else np.zeros(0)
-    return A, c, np.concatenate(lb), np.concatenate(ub), int(offsets[layer])
+    lb, ub = np.concatenate(lb), np.concatenate(ub)
+    integrality = np.zeros(n_vars)
+    if exact:
+        count = sum(len(e[-1]) for e in exact)
+        extra, extra_c, start = [], [], n_vars
+        for prev, here, W, b, lo, hi, pick in exact:
+            m = len(pick)
+            d_cols = start + np.arange(m)
+            # a - W a_prev - l d <= b - l
+            block = sp.lil_matrix((m, n_vars + count))
+            block[:, prev] = -W[pick]
+            block[np.arange(m), here + pick] = 1.0
+            block[np.arange(m), d_cols] = -lo[pick]
+            extra.append(block.tocsr())
+            extra_c.append(b[pick] - lo[pick])
+            # a - u d <= 0
+            block = sp.lil_matrix((m, n_vars + count))
+            block[np.arange(m), here + pick] = 1.0
+            block[np.arange(m), d_cols] = -hi[pick]
+            extra.append(block.tocsr())
+            extra_c.append(np.zeros(m))
+            start += m
+        A = sp.vstack([sp.hstack([A, sp.csr_matrix((A.shape[0], count))])] + extra).tocsr()
+        c = np.concatenate([c] + extra_c)
+        lb = np.concatenate([lb, np.zeros(count)])
+        ub = np.concatenate([ub, np.ones(count)])
+        integrality = np.concatenate([integrality, np.ones(count)])
+    return A, c, lb, ub, int(offsets[layer]), integrality
 
 
 def _dual_bound(g, A, c, lb, ub, lam):
@@ -125,8 +158,37 @@ def _solve(g, A, c, lb, ub):
     return _dual_bound(g, A, c, lb, ub, -res.ineqlin.marginals)
 
 
+#: how far a MILP bound of HiGHS is widened (see :func:`_solve_milp`)
+MILP_TOLERANCE = 1e-5
+
+
+def _solve_milp(g, A, c, lb, ub, integrality, time_limit):
+    """Lower bound of ``min g.v`` with the integrality constraints, or None.
+
+    HiGHS's MILP dual bound has no certificate we can check: it is widened by
+    ``MILP_TOLERANCE * (1 + sum |g_i| max(|lb_i|, |ub_i|))``, a multiple of
+    what HiGHS's feasibility (1e-7) and integrality (1e-6) tolerances can move
+    the objective of this problem; it is never looser than the LP's sound bound.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    lp = _solve(g, A, c, lb, ub)
+    try:
+        res = milp(g, constraints=LinearConstraint(A, -np.inf, c), bounds=Bounds(lb, ub),
+                   integrality=integrality,
+                   options={"time_limit": max(time_limit, 0.01), "disp": False})
+    except ValueError:
+        return lp
+    bound = getattr(res, "mip_dual_bound", None)
+    if bound is None or not np.isfinite(bound):
+        return lp
+    scale = 1.0 + float(np.abs(g) @ np.maximum(np.abs(lb), np.abs(ub)))
+    bound = float(bound) - MILP_TOLERANCE * scale
+    return bound if lp is None else max(bound, lp)
+
+
 def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
-           max_neurons=None):
+           max_neurons=None, binary=0, milp_seconds=1.0):
     """Tighter bounds of the hidden pre-activations of a ReLU MLP by LP.
 
     Args:
@@ -161,8 +223,8 @@ def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
         unstable = np.flatnonzero((lo < 0) & (hi > 0))
         if not len(unstable):
             continue
-        A, c, lb, ub, offset = _relaxation(graph, linears, relus, layer, lower0, upper0,
-                                           bounds)
+        A, c, lb, ub, offset, integrality = _relaxation(graph, linears, relus, layer,
+                                                        lower0, upper0, bounds, binary)
         W, b = _weights(graph.nodes[linears[layer]])
         priority = (scores[node][unstable] if scores is not None and node in scores
                     else hi[unstable] - lo[unstable])
@@ -175,7 +237,8 @@ def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
             for sign in (1.0, -1.0):  # lower first: most unstable neurons are cut there
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                value = _solve(sign * g, A, c, lb, ub)
+                value = (_solve_milp(sign * g, A, c, lb, ub, integrality, milp_seconds)
+                         if integrality.any() else _solve(sign * g, A, c, lb, ub))
                 stats["lps"] += 1
                 if value is None:
                     continue
