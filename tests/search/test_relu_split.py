@@ -55,3 +55,21 @@ def test_quiet_relu_splitting_logs_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bab, "PROGRESS_SECONDS", 0.0)
     verify(net, prop, Options(timeout=2))
     assert "ReLU splitting:" not in capsys.readouterr().err
+
+
+def test_lp_refinement_runs_at_the_root_of_relu_splitting(tmp_path, monkeypatch):
+    net = random_mlp(tmp_path, 0)
+    prop = box_property(tmp_path, 20, 30.0)
+    monkeypatch.setattr(bab, "LP_SHARE", 0.5)
+    result = verify(net, prop, Options(timeout=6))
+    assert result.verdict is not Verdict.SAT
+    stats = result.stats["lp_refine"]
+    assert stats["lps"] > 0 and stats["root_after"] >= stats["root_before"]
+
+
+def test_no_lp_refinement_when_turned_off(tmp_path, monkeypatch):
+    net = random_mlp(tmp_path, 0)
+    prop = box_property(tmp_path, 20, 30.0)
+    monkeypatch.setattr(bab, "LP_SHARE", 0.0)
+    result = verify(net, prop, Options(timeout=3))
+    assert "lp_refine" not in result.stats
