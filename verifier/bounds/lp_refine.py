@@ -237,7 +237,9 @@ def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
             for sign in (1.0, -1.0):  # lower first: most unstable neurons are cut there
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                value = (_solve_milp(sign * g, A, c, lb, ub, integrality, milp_seconds)
+                limit = milp_seconds if deadline is None else \
+                    min(milp_seconds, deadline - time.monotonic())
+                value = (_solve_milp(sign * g, A, c, lb, ub, integrality, limit)
                          if integrality.any() else _solve(sign * g, A, c, lb, ub))
                 stats["lps"] += 1
                 if value is None:

@@ -373,8 +373,12 @@ def _relu_split(ctx, case_index, case, max_batch=64):
 
 
 #: share of the time left that LP/MILP refinement of the root's intermediate
-#: bounds may take, and the ReLUs per earlier layer encoded exactly (0/1) there
-LP_SHARE = 0.2
+#: bounds may take, and the ReLUs per earlier layer encoded exactly (0/1) there.
+#: Off by default: on mnist_fc (benchmarks/bench_bab.py, 2-core CPU) it lifts
+#: the root bound (256x2 rows 11 and 14 at eps 0.05 proved at the root) but
+#: each HiGHS MILP takes ~1-2 s, so no row is solved that was not, and rows get
+#: slower (256x2: median 2.0 -> 5.6 s; 256x4: 0/4 either way at 30 s).
+LP_SHARE = 0.0
 LP_BINARIES = 32
 
 
