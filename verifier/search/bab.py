@@ -137,6 +137,10 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
     per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
+    root = _refine_root(ctx, box, rows, root)
+    if not rows.open_polytopes(root.lower, _margins(graph, root, rows)).any():
+        return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
+                             "bounds"), 1
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), root.alpha,
@@ -144,7 +148,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                        {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10)
+    progress = _Progress(ctx)
     while domains:
+        progress.report(domains, explored)
         left = ctx.time_left()
         if left <= 0:
             worst = min(d.bound for d in domains)
@@ -192,6 +198,71 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 _take_alpha(result.alpha, j), float(bounds[j]),
                 {k: v[j] for k, v in result.split_scores.items()}))
     return Outcome(True, "proved by ReLU splitting"), explored
+
+
+#: share of the time left that LP/MILP refinement of the root's intermediate
+#: bounds may take, and the ReLUs per earlier layer encoded exactly (0/1) there.
+#: Off by default: on mnist_fc (benchmarks/bench_bab.py, 2-core CPU) it lifts
+#: the root bound (256x2 rows 11 and 14 at eps 0.05 proved at the root) but
+#: each HiGHS MILP takes ~1-2 s, so no row is solved that was not, and rows get
+#: slower (256x2: median 2.0 -> 5.6 s; 256x4: 0/4 either way at 30 s).
+LP_SHARE = 0.0
+LP_BINARIES = 32
+
+
+def _refine_root(ctx, box, rows, root):
+    """For a ReLU MLP chain, the root's hidden pre-activation bounds refined by
+    LP/MILP (:mod:`verifier.bounds.lp_refine`, highest split score first, within
+    ``LP_SHARE`` of the time left), then alpha-CROWN again over them; the
+    refined table is what the children start from. Returns the better root."""
+    from verifier.bounds.lp_refine import mlp_layers, refine
+
+    graph = ctx.graph
+    if LP_SHARE <= 0 or mlp_layers(graph) is None:
+        return root
+    tick = time.monotonic()
+    scores = {k: v[0] for k, v in root.split_scores.items()}
+    table, stats = refine(graph, box.lower[0], box.upper[0], root.pre_activation, scores,
+                          deadline=tick + LP_SHARE * ctx.time_left(), binary=LP_BINARIES)
+    again = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
+                           intermediate=table, alpha=root.alpha,
+                           options=BoundOptions(recompute_intermediate=True),
+                           deadline=ctx.deadline)
+    before = float(_worst_open(rows, root.lower)[0])
+    after = float(_worst_open(rows, again.lower)[0])
+    stats = dict(stats, seconds=round(time.monotonic() - tick, 3), root_before=before,
+                 root_after=after)
+    ctx.stats["lp_refine"] = stats
+    ctx.log(f"LP/MILP refinement: {stats['lps']} problems, {stats['refined']} bounds "
+            f"tightened, {stats['stabilised']} ReLUs stabilised in {stats['seconds']} s; "
+            f"root bound {before:.6g} -> {after:.6g}")
+    return again if after >= before else root
+
+
+PROGRESS_SECONDS = 3.0  # seconds between two progress lines of ReLU splitting (``-v``)
+
+
+class _Progress:
+    """One ``ctx.log`` line every :data:`PROGRESS_SECONDS` during ReLU splitting:
+    open sub-problems, the global lower bound (the worst open bound) and the
+    sub-problems bounded per second since the previous line."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.last = time.monotonic()
+        self.last_explored = 1
+
+    def report(self, domains, explored):
+        if not self.ctx.options.verbose:
+            return
+        now = time.monotonic()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        rate = (explored - self.last_explored) / max(now - self.last, 1e-9)
+        worst = min((d.bound for d in domains), default=float("inf"))
+        self.ctx.log(f"ReLU splitting: {len(domains)} open sub-problems, global lower "
+                     f"bound {worst:.6g}, {rate:.1f} sub-problems/s ({explored} bounded)")
+        self.last, self.last_explored = now, explored
 
 
 def _stack_alpha(tables):
