@@ -134,3 +134,22 @@ def test_no_rows_give_no_margins():
     result = compute_bounds(graph, Box(lo, hi), method="ibp")
     C = np.zeros((0, graph.output_size))
     assert decision_margins(graph, result.node_bounds, C).shape == (2, 0)
+
+
+
+def test_alpha_slopes_in_the_direct_bound_recover_alpha_crown_proofs(monkeypatch):
+    """eran sigmoid 6x200, image 3881: alpha-CROWN proves every row in real
+    arithmetic, CROWN does not; the direct float32 bound needs optimised
+    slopes too, else the float32 margins (the loose forward gap, up to 16)
+    leave three rows open. With them every row is refuted."""
+    from conftest_shared import require_shared
+    from verifier.bounds import roundoff
+    from verifier.bounds.report import bound_property
+    from verifier.spec import load_property
+
+    eran = require_shared("vnncomp", "eran")
+    graph = load_model(eran / "nets" / "ffnnSIGMOID__Point_6x200.onnx")
+    prop = load_property(eran / "specs" / "mnist" / "mnist_spec_idx_3881_eps_0.01200.vnnlib")
+    assert bound_property(graph, prop, method="alpha-crown").proved
+    monkeypatch.setattr(roundoff, "DIRECT_ALPHA_ITERATIONS", 0)
+    assert not bound_property(graph, prop, method="alpha-crown").proved

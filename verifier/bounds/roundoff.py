@@ -468,6 +468,28 @@ def _rounding_cost(coefficients, own, batch):
     return cost * (1.0 + DIRECT_SLACK)
 
 
+#: alpha-CROWN iterations of the final pass of :func:`direct_lower` (0: CROWN
+#: only), for rows its CROWN pass leaves unproved: rows that only alpha-CROWN
+#: proves in real arithmetic (sigmoid networks) need optimised slopes here too.
+DIRECT_ALPHA_ITERATIONS = 20
+
+
+def _alpha_direct(run, target, A, bias, start, own):
+    """The final pass of :func:`direct_lower` with alpha-optimised slopes: any
+    slopes give a sound bound of the float network (the relaxations hold for
+    the float values), and the rounding cost is paid at the coefficients of
+    the pass that uses the best slopes."""
+    from verifier.bounds.alpha import optimize
+
+    _, best, _ = optimize(run, target, A, bias, start, False)
+    if best is None:
+        return np.full(start.shape, -np.inf)
+    lines = {k: run.relax[k].with_slopes(values)[0] for k, values in best.items()}
+    coefficients = {}
+    found = run.backward(target, A, bias, lines=lines, coefficients=coefficients)
+    return found - _rounding_cost(coefficients, own, len(found))
+
+
 def _float_run(graph, node_bounds, errors):
     """A bound engine run whose bounds and relaxations hold for the *float32*
     values of every node, and every node's own rounding bound ``(B, *shape)``
@@ -481,7 +503,7 @@ def _float_run(graph, node_bounds, errors):
     floats: dict = {0: node_bounds[0]}
     ctx = _Context(graph, floats, batch)
     run = Run(graph, Box(node_bounds[0].lower, node_bounds[0].upper), "crown", {}, {},
-              BoundOptions())
+              BoundOptions(alpha_iterations=DIRECT_ALPHA_ITERATIONS, early_stop=False))
     run.bounds[0] = node_bounds[0]
     own: list = [None] * len(nodes)
     own[0] = np.zeros((batch,) + tuple(graph.input_shape))
@@ -575,4 +597,7 @@ def direct_lower(graph, node_bounds, C, d=None) -> np.ndarray:
             coefficients = {}
             found = run.backward(graph.output, C[s], -d[s], coefficients=coefficients)
             value[s] = found - _rounding_cost(coefficients, own, len(found))
+            if DIRECT_ALPHA_ITERATIONS and (value[s] <= 0).any():
+                value[s] = np.maximum(value[s], _alpha_direct(run, graph.output, C[s], -d[s],
+                                                              found, own))
     return np.where(np.isnan(value), -np.inf, value)
