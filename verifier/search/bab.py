@@ -137,10 +137,13 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
     per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
-    root = _refine_root(ctx, box, rows, root)
-    if not rows.open_polytopes(root.lower, _margins(graph, root, rows)).any():
-        return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
-                             "bounds"), 1
+    refined = _refine_root(ctx, box, rows, root)
+    if refined is not root:
+        root = refined
+        if not rows.open_polytopes(root.lower,
+                                   rows.margins(graph, root.node_bounds, root.lower)).any():
+            return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
+                                 "bounds"), 1
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), root.alpha,
@@ -228,8 +231,8 @@ def _refine_root(ctx, box, rows, root):
                            intermediate=table, alpha=root.alpha,
                            options=BoundOptions(recompute_intermediate=True),
                            deadline=ctx.deadline)
-    before = float(_worst_open(rows, root.lower)[0])
-    after = float(_worst_open(rows, again.lower)[0])
+    before = float(rows.worst_open(root.lower)[0])
+    after = float(rows.worst_open(again.lower)[0])
     stats = dict(stats, seconds=round(time.monotonic() - tick, 3), root_before=before,
                  root_after=after)
     ctx.stats["lp_refine"] = stats
