@@ -246,12 +246,13 @@ class Command(click.Command):
 
 class FiniteFloat(click.ParamType):
     """A finite float (nan, inf and overflowing literals such as 1e400 are
-    rejected), optionally bounded below."""
+    rejected; click's FloatRange lets them through), optionally bounded."""
 
     name = "float"
 
-    def __init__(self, min: float | None = None, min_open: bool = False):
-        self.min, self.min_open = min, min_open
+    def __init__(self, min: float | None = None, max: float | None = None,
+                 min_open: bool = False, max_open: bool = False):
+        self.min, self.min_open, self.max, self.max_open = min, min_open, max, max_open
 
     def convert(self, value, param, ctx):
         if isinstance(value, float) and math.isfinite(value):
@@ -266,7 +267,21 @@ class FiniteFloat(click.ParamType):
         if self.min is not None and (number < self.min or (self.min_open and number == self.min)):
             relation = ">" if self.min_open else ">="
             self.fail(f"{value!r} is out of range: it must be {relation} {self.min:g}", param, ctx)
+        if self.max is not None and (number > self.max or (self.max_open and number == self.max)):
+            relation = "<" if self.max_open else "<="
+            self.fail(f"{value!r} is out of range: it must be {relation} {self.max:g}", param, ctx)
         return number
+
+
+def parse_radii(ctx, param, value) -> tuple[float, ...]:
+    """A click callback: comma-separated finite, non-negative radii."""
+    try:
+        radii = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected comma-separated numbers, e.g. 0.25,0.5,1.0") from None
+    if not all(math.isfinite(r) and r >= 0 for r in radii):
+        raise click.BadParameter("radii must be finite and non-negative")
+    return radii
 
 
 class PathProblem(click.UsageError):
@@ -302,10 +317,9 @@ def output_problem(path: str) -> str | None:
     if os.path.isdir(path):
         return "it is a directory, not a file"
     parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.exists(parent):
-        return f"its directory {parent} does not exist"
     if not os.path.isdir(parent):
-        return f"{parent} is not a directory"
+        return (f"its directory {parent} does not exist" + (" (that path is a file)"
+                                                            if os.path.exists(parent) else ""))
     try:
         fd, probe = tempfile.mkstemp(prefix=".verifier-probe-", dir=parent)
     except OSError as exc:
@@ -313,6 +327,16 @@ def output_problem(path: str) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+def require_writable(path, what: str) -> None:
+    """Raise :class:`verifier.errors.InputFileError` naming ``what`` unless a
+    file can be written at ``path`` (for paths checked after parsing)."""
+    from verifier.errors import InputFileError
+
+    problem = output_problem(os.fspath(path))
+    if problem:
+        raise InputFileError(f"cannot write {what} {os.fspath(path)}: {problem}")
 
 
 class OutputFile(click.ParamType):

@@ -6,8 +6,7 @@ import time
 
 import click
 
-from verifier.cli import handle_errors
-from verifier.cli.smooth_cmd import _parse_radii
+from verifier.cli import handle_errors, parse_radii
 
 _MATRIX_CLASSES = 16  # print the margin matrix up to this many classes
 
@@ -71,7 +70,7 @@ def _write(out, text):
               help="Also compute local constants on balls of radius EPS.")
 @click.option("--method", type=click.Choice(["ibp", "crown", "alpha-crown"]), default="crown",
               show_default=True, help="Pre-activation bounds of the local constants.")
-@click.option("--radii", default="0.1,0.25,0.5", show_default=True, callback=_parse_radii,
+@click.option("--radii", default="0.1,0.25,0.5", show_default=True, callback=parse_radii,
               help="Radii of the certified-accuracy summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

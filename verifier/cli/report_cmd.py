@@ -4,13 +4,11 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import click
 import numpy as np
 
-from verifier.cli import handle_errors
-from verifier.cli.smooth_cmd import _finite, _parse_radii
+from verifier.cli import FiniteFloat, handle_errors, parse_radii
 
 METHOD_NAMES = ("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz", "pgd", "complete")
 #: the default columns (lipschitz is asked for by name: it has no rule for Softmax)
@@ -126,7 +124,7 @@ def _data_options(func):
                      help="Images to use, e.g. 0,3,10-19 (default: all)."),
         click.option("--limit", type=click.IntRange(min=1), default=None,
                      help="Use only the first LIMIT selected images."),
-        click.option("--scale", type=float, default=None, callback=_finite,
+        click.option("--scale", type=FiniteFloat(), default=None,
                      help="CSV only: multiply the values by this (default 1/255)."),
         click.option("--csv-layout", type=click.Choice(["hwc", "chw"]), default="hwc",
                      show_default=True, help="CSV only: value order (see smooth --help)."),
@@ -143,13 +141,13 @@ def _data_options(func):
               help="Budgets (model input units), comma-separated.")
 @click.option("--methods", default=",".join(DEFAULT_METHODS), show_default=True,
               callback=_parse_methods, help="Methods, comma-separated.")
-@click.option("--timeout-per-image", type=click.FloatRange(min=0, min_open=True),
-              default=10.0, show_default=True, callback=_finite,
+@click.option("--timeout-per-image", type=FiniteFloat(min=0, min_open=True),
+              default=10.0, show_default=True,
               help="Seconds of the complete verifier per open image.")
-@click.option("--smoothing-sigma", type=click.FloatRange(min=0, min_open=True), default=None,
-              callback=_finite, help="Also CERTIFY the smoothed classifier at this sigma.")
+@click.option("--smoothing-sigma", type=FiniteFloat(min=0, min_open=True), default=None,
+              help="Also CERTIFY the smoothed classifier at this sigma.")
 @click.option("--radii", default="0,0.25,0.5,0.75,1", show_default=True,
-              callback=_parse_radii, help="L2 radii of the smoothing table.")
+              callback=parse_radii, help="L2 radii of the smoothing table.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Smoothing estimation samples per image.")
 @click.option("--skip", type=click.IntRange(min=1), default=1, show_default=True,
@@ -215,10 +213,10 @@ def report(model, data, clip, indices, limit, scale, csv_layout, norm, eps, meth
 
 @click.command("gen-specs")
 @_data_options
-@click.option("--eps", type=click.FloatRange(min=0), required=True, callback=_finite,
+@click.option("--eps", type=FiniteFloat(min=0), required=True,
               help="L-infinity budget (model input units).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, callback=_finite, help="Timeout column of instances.csv.")
+@click.option("--timeout", type=FiniteFloat(min=0, min_open=True), default=60.0,
+              show_default=True, help="Timeout column of instances.csv.")
 @click.option("--out", type=click.Path(file_okay=False), required=True,
               help="Directory to write onnx/, vnnlib/ and instances.csv into.")
 @handle_errors

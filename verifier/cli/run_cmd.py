@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from verifier.cli import EXIT_OK, handle_errors
+from verifier.cli import EXIT_OK, handle_errors, require_writable
 
 #: exit code when at least one row fails (a wrong answer, or an answer in --fail-on)
 EXIT_WRONG = 1
@@ -319,7 +318,7 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
 
         backend = DaskBackend(cluster)
     if junit_file:
-        _check_writable(Path(junit_file))
+        require_writable(junit_file, "the JUnit report")
     progress = RunProgress()
     try:
         with stop_on_signals():
@@ -352,17 +351,6 @@ def run(benchmark_dir, instances_file, timeout_scale, grace, results_file, resum
         click.echo(f"JUnit report: {junit_file}", err=True)
     failed = any(failure(row, fail_on) for row in report.rows)
     sys.exit(EXIT_WRONG if failed else EXIT_OK)
-
-
-def _check_writable(path: Path) -> None:
-    """Stop before the run when the JUnit report could not be written."""
-    from verifier.errors import InputFileError
-
-    if path.is_dir() or not path.parent.is_dir():
-        raise InputFileError(f"cannot write the JUnit report {path}: its folder does not "
-                             f"exist or it is a directory")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputFileError(f"cannot write the JUnit report {path}: permission denied")
 
 
 __all__ = ["run", "RunProgress", "render_summary", "EXIT_WRONG"]

@@ -1,15 +1,13 @@
 """``verifier smooth certify`` and ``verifier smooth predict`` (randomized smoothing)."""
 from __future__ import annotations
 
-import math
-import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from verifier.cli import handle_errors
+from verifier.cli import FiniteFloat, handle_errors, parse_radii, require_writable
 
 SIGMA_HELP = ("Noise level sigma, in the model's input units (any normalisation sits "
               "inside the ONNX graph). Use the sigma the model was trained with.")
@@ -54,50 +52,13 @@ class Progress:
             self.stream.flush()
 
 
-def _parse_radii(ctx, param, value):
-    try:
-        radii = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise click.BadParameter("expected comma-separated numbers, e.g. 0.25,0.5,1.0") from None
-    if not all(math.isfinite(r) and r >= 0 for r in radii):
-        raise click.BadParameter("radii must be finite and non-negative")
-    return radii
-
-
-def _finite(ctx, param, value):
-    """Reject NaN and infinities, which click's FloatRange lets through."""
-    if value is not None and not math.isfinite(value):
-        raise click.BadParameter(f"must be a finite number, got {value}")
-    return value
-
-
-def check_writable(path) -> None:
-    """Raise InputFileError unless a file can be written at ``path`` (nothing is left behind)."""
-    from verifier.errors import InputFileError
-
-    target = Path(path)
-    if target.is_dir():
-        raise InputFileError(f"output path {target} is a directory, not a file")
-    parent = target.parent
-    if not parent.is_dir():
-        raise InputFileError(f"cannot write {target}: directory {parent} does not exist")
-    existed = target.exists()
-    try:
-        with open(target, "a", encoding="utf-8"):
-            pass
-    except OSError as exc:
-        raise InputFileError(f"cannot write {target}: {exc.strerror or exc}") from None
-    if not existed:
-        os.unlink(target)
-
-
 def _common_options(func):
     """Options shared by certify and predict (applied bottom-up)."""
     options = [
         click.argument("model", type=click.Path(dir_okay=False)),
         click.argument("data", type=click.Path()),
-        click.option("--sigma", type=click.FloatRange(min=0, min_open=True), required=True,
-                     callback=_finite, help=SIGMA_HELP),
+        click.option("--sigma", type=FiniteFloat(min=0, min_open=True), required=True,
+                     help=SIGMA_HELP),
         click.option("--batch", type=click.IntRange(min=1), default=1024, show_default=True,
                      help="Noise samples per onnxruntime call."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
@@ -110,7 +71,7 @@ def _common_options(func):
         click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
                      help="Write the per-input TSV here (default: stdout, and the summary "
                           "goes to stderr)."),
-        click.option("--scale", type=float, default=None, callback=_finite,
+        click.option("--scale", type=FiniteFloat(), default=None,
                      help="CSV only: multiply the values by this (default 1/255, for pixels "
                           "0..255 to [0,1]; 1 keeps them)."),
         click.option("--csv-layout", type=click.Choice(["hwc", "chw"]), default="hwc",
@@ -158,7 +119,7 @@ def _setup(model, data, sigma, batch, seed, device, threads, scale, csv_layout, 
 
     for path in outputs:
         if path is not None:
-            check_writable(path)
+            require_writable(path, "the output file")
     classifier = SmoothedClassifier(model, sigma, device=device, threads=threads, batch=batch,
                                     seed=seed, reduce=not no_reduce,
                                     bank_bytes=None if bank_mb is None else bank_mb << 20)
@@ -213,10 +174,10 @@ def _report_abstain_votes(results, per_input: int) -> None:
               help="Selection samples (pick the top class).")
 @click.option("--n", "n", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="Estimation samples (bound its probability), drawn separately.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True, callback=_finite,
+@click.option("--alpha", type=FiniteFloat(0, 1, min_open=True, max_open=True),
+              default=0.001, show_default=True,
               help="Failure probability: each certificate holds with probability 1 - alpha.")
-@click.option("--radii", default="0.25,0.5,1.0", show_default=True, callback=_parse_radii,
+@click.option("--radii", default="0.25,0.5,1.0", show_default=True, callback=parse_radii,
               help="L2 radii (model input units) of the certified-accuracy columns.")
 @click.option("--curve", type=click.Path(dir_okay=False), default=None,
               help="Write the certified accuracy against L2 radius (radius,certified_accuracy,"
@@ -270,8 +231,8 @@ def certify(model, data, sigma, batch, seed, device, threads, out, scale, csv_la
 @_common_options
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Samples for the prediction.")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.001, show_default=True, callback=_finite,
+@click.option("--alpha", type=FiniteFloat(0, 1, min_open=True, max_open=True),
+              default=0.001, show_default=True,
               help="Abstain unless a binomial test separates the top two classes at this "
                    "level; a returned class is wrong with probability at most alpha.")
 @handle_errors
