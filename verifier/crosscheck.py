@@ -135,17 +135,6 @@ def float64_model(proto, float32_ops=()):
     return model
 
 
-def float64_session(proto, float32_ops=()):
-    """An onnxruntime CPU session of ``float64_model(proto, float32_ops)``,
-    or None when onnxruntime cannot run it."""
-    from verifier.runtime import open_session
-
-    try:
-        return open_session(float64_model(proto, float32_ops), device="cpu")
-    except Exception:  # noqa: BLE001 - any failure: no float64 reference
-        return None
-
-
 def reference_session(proto):
     """The most precise onnxruntime reference of ``proto``: (session, the op
     types run in float32 because onnxruntime has no float64 kernel for them),
@@ -295,5 +284,5 @@ def check_lowering(graph, proto, prop, *, where: str = "the model", session=None
 
 
 __all__ = ["CrossCheck", "FLOAT32_TOLERANCE", "FLOAT64_TOLERANCE", "LoweringMismatchError",
-           "MIXED_TOLERANCE", "check_lowering", "float64_model", "float64_session",
+           "MIXED_TOLERANCE", "check_lowering", "float64_model",
            "magnitudes", "reference_session", "region_points"]

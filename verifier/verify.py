@@ -23,7 +23,7 @@ import numpy as np
 
 from verifier.result import (Result, Verdict, float32_admissible, float32_inside,
                              replay_counterexample)
-from verifier.search.attack import Targets, pgd, sample_margins
+from verifier.search.attack import Targets, pgd, sample_margins, sample_points
 
 
 @dataclass
@@ -155,10 +155,8 @@ def _shared_samples(ctx, sc, targets, count, chunk=4096):
     from verifier.ir import evaluate
 
     region = sc.case.region
-    lower, upper = region.lower[None], region.upper[None]
-    x = lower + ctx.rng.random((max(count, 1), region.n_inputs)) * (upper - lower)
-    x[0] = region.center
-    x = sc.project(x, np.repeat(lower, len(x), axis=0), np.repeat(upper, len(x), axis=0))
+    x = sample_points(region.lower[None], region.upper[None], max(count, 1), ctx.rng,
+                      sc.project)
     y = evaluate(ctx.graph, x.reshape((len(x),) + ctx.graph.input_shape)).reshape(len(x), -1)
     polytopes = len(targets.C)
     best_point = np.full(len(x), np.inf)       # per point, its smallest margin

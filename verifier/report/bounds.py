@@ -33,15 +33,15 @@ from verifier.report.problem import Images, input_sets, margin_matrices
 BOUND_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz")
 
 
-def folded_ibp_lower(graph, inputs, C: np.ndarray) -> np.ndarray | None:
-    """Lower bounds ``(B, rows)`` of ``C·y`` by IBP with the last Linear folded into C.
+def folded_ibp_lower(graph, result, C: np.ndarray) -> np.ndarray | None:
+    """Lower bounds ``(B, rows)`` of ``C·y`` by IBP with the last Linear folded
+    into C, from an IBP ``result`` over the input sets.
 
     None when the output node is not a Linear layer.
     """
     last = graph.nodes[graph.output]
     if not isinstance(last, Linear):
         return None
-    result = compute_bounds(graph, inputs, method="ibp", upper=True)
     hidden = result.node_bounds[last.inputs[0]]
     weight = C @ last.weight                       # (B, rows, hidden)
     center = (hidden.upper + hidden.lower) / 2.0   # (B, hidden)
@@ -52,9 +52,9 @@ def folded_ibp_lower(graph, inputs, C: np.ndarray) -> np.ndarray | None:
     return lower
 
 
-def naive_ibp_lower(graph, inputs, labels: np.ndarray) -> np.ndarray:
-    """Lower bounds ``lower[y] - upper[j]`` (B, n_outputs - 1) from separate logit intervals."""
-    result = compute_bounds(graph, inputs, method="ibp", upper=True)
+def naive_ibp_lower(result, labels: np.ndarray) -> np.ndarray:
+    """Lower bounds ``lower[y] - upper[j]`` (B, n_outputs - 1) from separate
+    logit intervals of an IBP ``result``."""
     rows = np.arange(len(labels))
     own = result.lower[rows, labels][:, None]
     others = result.upper.copy()
@@ -86,13 +86,13 @@ def certify(graph, images: Images, eps: float, norm: str, clip, method: str) -> 
         return lipschitz_certified(graph, images, eps, norm)
     inputs = input_sets(images, eps, norm, clip)
     C = margin_matrices(images.y, graph.output_size)
+    ibp = compute_bounds(graph, inputs, method="ibp", upper=True)  # bounds and margins
     lower = None
     if method == "ibp":
-        lower = folded_ibp_lower(graph, inputs, C)
+        lower = folded_ibp_lower(graph, ibp, C)
     if lower is None and method in ("ibp", "naive-ibp"):
-        lower = naive_ibp_lower(graph, inputs, images.y)
+        lower = naive_ibp_lower(ibp, images.y)
     if lower is None:
         lower = compute_bounds(graph, inputs, method=method, C=C, upper=False).lower
-    ibp = compute_bounds(graph, inputs, method="ibp", upper=True)
     margin = decision_margins(graph, ibp.node_bounds, C).max(axis=1, keepdims=True)
     return np.all(refuted(lower, margin), axis=1)

@@ -102,15 +102,22 @@ def pgd(graph, lower, upper, targets: Targets, which, *, steps=50, restarts=1,
     return best_x, best, np.repeat(np.arange(batch), restarts)
 
 
-def sample_margins(graph, lower, upper, targets: Targets, which, count, rng,
-                   project=_clip):
-    """Worst-row margins at ``count`` random points per box (plus the centre),
-    each mapped by ``project`` (see :func:`pgd`)."""
+def sample_points(lower, upper, count, rng, project=_clip):
+    """``count`` points per box ``(batch * count, n_in)``: each box's centre
+    first, then uniform random points, all mapped by ``project``."""
     batch, n_in = lower.shape
     x = lower[:, None, :] + rng.random((batch, count, n_in)) * (upper - lower)[:, None, :]
     x[:, 0] = (lower + upper) / 2
     x = x.reshape(batch * count, n_in)
-    x = project(x, np.repeat(lower, count, axis=0), np.repeat(upper, count, axis=0))
+    return project(x, np.repeat(lower, count, axis=0), np.repeat(upper, count, axis=0))
+
+
+def sample_margins(graph, lower, upper, targets: Targets, which, count, rng,
+                   project=_clip):
+    """Worst-row margins at ``count`` random points per box (plus the centre),
+    each mapped by ``project`` (see :func:`pgd`)."""
+    batch = len(lower)
+    x = sample_points(lower, upper, count, rng, project)
     poly = np.repeat(np.asarray(which), count)
     y = evaluate(graph, x.reshape((len(x),) + graph.input_shape)).reshape(len(x), -1)
     margin, _ = targets.margins(y, poly)
