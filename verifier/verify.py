@@ -111,13 +111,14 @@ def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
     less than that); the first replayed counterexample."""
     from verifier.bounds.margin import MARGIN_FLOOR
     from verifier.bounds.roundoff import node_errors, point_bounds
+    from verifier.search.rows import CaseRows
 
     case = ctx.prop.cases[case_index]
     region = case.region
     order = np.argsort(margins)[:count]
     x32 = np.stack([float32_inside(x[k], region.lower, region.upper) for k in order]) \
         if len(order) else np.zeros((0, region.n_inputs), np.float32)
-    C = np.vstack([p.C for p in case.unsafe])
+    C = CaseRows.of(case).C
     if len(order) and len(C):
         # only decides which points are worth replaying (the replay is strict), so
         # the cheap forward bound |c|·e_out serves: no backward pass per row
