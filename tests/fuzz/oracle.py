@@ -175,7 +175,11 @@ def check(fuzz, workdir, *, verify_timeout: float = 2.0, methods=None) -> Outcom
     """Run every check on ``fuzz`` (a generator FuzzModel); ``workdir`` holds
     the model file that ``verify`` reads."""
     from verifier.bounds import METHODS, Box, compute_bounds
+    from verifier.bounds.engine import float32_supported
     from verifier.bounds.forward import output_lower, supports
+    from verifier.bounds.margin import COMPARISON, MARGIN_FLOOR
+    from verifier.bounds.result import BoundOptions
+    from verifier.bounds.roundoff import float32_hull
     from verifier.crosscheck import (MIXED_TOLERANCE, LoweringMismatchError, check_lowering,
                                      magnitudes, reference_session)
     from verifier.ir import evaluate
@@ -246,6 +250,30 @@ def check(fuzz, workdir, *, verify_timeout: float = 2.0, methods=None) -> Outcom
             failures.append(_crash(f"bounds-{method}", exc))
             continue
         _contains(method, result.lower, result.upper, y_ref, slack, failures, reference)
+    if float32_supported(graph):
+        # bounds of the float32 network itself: onnxruntime's float32 outputs at
+        # float32 points of the box, with no tolerance beyond the comparison floor
+        hull = float32_hull(lower, upper)
+        tight = MARGIN_FLOOR + COMPARISON * np.abs(y32).max(axis=1)
+        for method in ("crown", "alpha-crown"):
+            try:
+                with np.errstate(all="ignore"):
+                    result = compute_bounds(graph, Box(hull[0][None], hull[1][None]),
+                                            method=method, options=BoundOptions(float32=True))
+            except Exception as exc:  # noqa: BLE001
+                failures.append(_crash(f"bounds-float32-{method}", exc))
+                continue
+            # infinite bounds are right where float32 may overflow (not NaN)
+            if np.isnan(result.lower).any() or np.isnan(result.upper).any():
+                failures.append(Failure(f"bounds-float32-{method}", "NaN bounds"))
+                continue
+            excess = np.maximum(result.lower - y32, y32 - result.upper) - tight[:, None]
+            if np.nan_to_num(excess, nan=0.0, neginf=0.0).max() > 0:
+                p, j = np.unravel_index(np.argmax(excess), y32.shape)
+                failures.append(Failure(
+                    f"bounds-float32-{method}", f"onnxruntime float32 output Y_{j} = "
+                    f"{y32[p, j]:.9g} at point {p} lies outside [{result.lower[0, j]:.9g}, "
+                    f"{result.upper[0, j]:.9g}]"))
     if supports(graph):
         try:
             eye = np.eye(m)

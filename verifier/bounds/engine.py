@@ -38,6 +38,7 @@ from verifier.bounds.pooling import (ConstantRelaxation, MaxPoolRelaxation, max_
                                      softmax_ibp)
 from verifier.bounds.prepare import ELEMENTWISE, SIGN_DRIVEN, prepare
 from verifier.bounds.result import METHODS, BoundOptions, BoundsResult, Interval, take_nested
+from verifier.bounds.roundoff import DIRECT_SLACK, FloatRounding, paid
 from verifier.errors import MismatchError, VerifierError
 from verifier.ir import ops
 from verifier.ir.graph import Graph
@@ -85,6 +86,11 @@ class Run:
         self.infeasible = np.zeros(self.batch, dtype=bool)
         self.intermediate_methods: dict[int, str] = {}
         self.cut_short = False  # the deadline skipped some tightening
+        # float32 mode: every node's own rounding bound (None where 0), paid by
+        # every backward pass at its coefficients (BoundOptions.float32)
+        self.rounding = FloatRounding(graph, self.bounds, self.batch) if options.float32 \
+            else None
+        self.own: list = [None] * len(self.nodes)
 
     def past_deadline(self) -> bool:
         """Whether ``options.deadline`` has passed (and if so, note it)."""
@@ -110,9 +116,25 @@ class Run:
                 lower, upper = IBP_RULES[type(node)](prep, i, node, lowers, uppers)
                 lower = lower.reshape(self.batch, -1)
                 upper = upper.reshape(self.batch, -1)
+                if self.rounding is not None:
+                    lower, upper = self._rounded(i, lower, upper)
             if i in prep.feeds:
                 lower, upper = self._tighten(i, lower, upper)
             self.bounds[i] = Interval(lower, upper)
+
+    def _rounded(self, i, lower, upper):
+        """Float32 mode: the exact op's bounds on the float inputs widened by
+        the node's own rounding (kept for the backward passes)."""
+        # float values that may overflow have infinite bounds, whose sums
+        # (inf - inf) are NaN: no bound there
+        lower = np.where(np.isnan(lower), -np.inf, lower)
+        upper = np.where(np.isnan(upper), np.inf, upper)
+        self.bounds[i] = Interval(lower, upper)
+        own = self.rounding.own(i)
+        if not own.any():
+            return lower, upper
+        self.own[i] = own
+        return lower - own, upper + own
 
     def _relaxation(self, k):
         node = self.nodes[k]
@@ -164,8 +186,9 @@ class Run:
                 else:
                     how = "crown"
                 lower, upper = lower.copy(), upper.copy()  # IBP may return views
-                lower[:, rows] = np.maximum(lower[:, rows], crown_lower)
-                upper[:, rows] = np.minimum(upper[:, rows], crown_upper)
+                # fmax/fmin: a NaN bound (inf - inf where float32 may overflow) is none
+                lower[:, rows] = np.fmax(lower[:, rows], crown_lower)
+                upper[:, rows] = np.fmin(upper[:, rows], crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
         crossed = lower > upper
         if np.any(crossed):
@@ -232,12 +255,16 @@ class Run:
         """
         prep = self.prep
         pending = {target: A}
+        cost = None  # float32 mode: sum_k |A_k|·own_k
         for k in prep.cone(target):
             A_k = pending.pop(k, None)
             if A_k is None:
                 continue
             if coefficients is not None:
                 coefficients[k] = A_k
+            if self.own[k] is not None:
+                part = paid(A_k, self.own[k])
+                cost = part if cost is None else cost + part
             if k == 0:
                 value, point = self.inputs.concretize(A_k, want_point=record is not None)
                 if record is not None:
@@ -260,6 +287,8 @@ class Run:
             for j, A_j in zip(node.inputs, contributions):
                 previous = pending.get(j)
                 pending[j] = A_j if previous is None else previous + A_j
+        if cost is not None:
+            bias = bias - cost * (1.0 + DIRECT_SLACK)
         return np.broadcast_to(bias, (self.batch, bias.shape[-1]))
 
     def adjoint(self, target, record, lines, needed):
@@ -315,6 +344,12 @@ def _spec(graph, batch, C, d):
         raise MismatchError(f"d must have shape (rows,) or (B, rows) with rows={rows}, "
                             f"got {d.shape}")
     return C, d
+
+
+def float32_supported(graph, inputs=None) -> bool:
+    """Whether ``BoundOptions(float32=True)`` applies: Box inputs, no Softmax."""
+    return (inputs is None or isinstance(inputs, Box)) and \
+        not any(isinstance(node, ops.Softmax) for node in graph.nodes)
 
 
 def _check(graph, inputs, method, splits, intermediate):
@@ -392,6 +427,8 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
     if deadline is not None:
         options = dataclasses.replace(options, deadline=deadline)
     splits, given = _check(graph, inputs, method, splits, intermediate)
+    if options.float32 and not float32_supported(graph, inputs):
+        raise VerifierError("float32 bounds need a Box input set and a graph without Softmax")
     C, d = _spec(graph, inputs.batch, C, d)
     batch = inputs.batch
     prep = prepare(graph)
@@ -445,8 +482,11 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
     n_rows = C.shape[1]
     y = run.bounds[out]
     C_pos, C_neg = np.maximum(C, 0.0), np.minimum(C, 0.0)
-    lower = ((C_pos @ y.lower[:, :, None]) + (C_neg @ y.upper[:, :, None]))[..., 0] - d
-    high = ((C_pos @ y.upper[:, :, None]) + (C_neg @ y.lower[:, :, None]))[..., 0] - d
+    with np.errstate(invalid="ignore"):
+        lower = ((C_pos @ y.lower[:, :, None]) + (C_neg @ y.upper[:, :, None]))[..., 0] - d
+        high = ((C_pos @ y.upper[:, :, None]) + (C_neg @ y.lower[:, :, None]))[..., 0] - d
+    lower = np.where(np.isnan(lower), -np.inf, lower)  # 0 * inf: infinite output bounds
+    high = np.where(np.isnan(high), np.inf, high)
     best_alpha = best_beta = None
     scores = {}
     if method != "ibp":
@@ -460,9 +500,9 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
 
             value, best_alpha, best_beta = optimize(run, out, A, bias, value, upper,
                                                     alpha, beta)
-        lower = np.maximum(lower, value[:, :n_rows])
+        lower = np.fmax(lower, value[:, :n_rows])
         if upper:
-            high = np.minimum(high, -value[:, n_rows:])
+            high = np.fmin(high, -value[:, n_rows:])
     if np.any(run.infeasible):
         lower = np.where(run.infeasible[:, None], np.inf, lower)
         high = np.where(run.infeasible[:, None], -np.inf, high)

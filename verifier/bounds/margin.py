@@ -17,6 +17,9 @@ about the float32 network onnxruntime runs, so the margin of a row is
   checker's evaluation of ``c·y - d`` on the float32 outputs;
 * :data:`MARGIN_FLOOR` absolute.
 
+Bounds computed on the float32 network itself (``BoundOptions(float32=True)``,
+used by ReLU splitting) need no gap: their margin is the last two terms.
+
 A row's margin drops to the last two terms (no float32 gap) when a lower
 bound of ``c·y32 - d`` on the float32 network itself
 (:func:`verifier.bounds.roundoff.direct_lower`: CROWN with the roundings as
@@ -62,7 +65,8 @@ def empty(lower, upper, tolerance: float = EMPTY_TOLERANCE) -> np.ndarray:
     return lower > upper + tolerance * (1.0 + np.abs(lower) + np.abs(upper))
 
 
-def decision_margins(graph, node_bounds, C, d=None, lower=None) -> np.ndarray:
+def decision_margins(graph, node_bounds, C, d=None, lower=None,
+                     float32=False) -> np.ndarray:
     """``(B, R)`` margins of the rows ``C·y - d`` over a batch of regions.
 
     ``node_bounds``: node index -> Interval ``(B, size)`` of every node over
@@ -72,13 +76,14 @@ def decision_margins(graph, node_bounds, C, d=None, lower=None) -> np.ndarray:
     the direct float32 bound is then only computed for the regions where it
     can change a decision (a row above the floor but not above the gap
     margin). Every margin returned is sound whatever lower bound it is later
-    compared with.
+    compared with. ``float32``: the node bounds and the lower bounds the
+    margins will meet are bounds of the float32 network itself
+    (``BoundOptions(float32=True)``): no gap, the floor only.
     """
     out = node_bounds[graph.output]
     if np.shape(C)[-2] == 0:  # no rows (a property without output constraints)
         return np.zeros((out.lower.shape[0], 0))
     C_signed, d_signed = C, d
-    gap = row_gaps(graph, node_bounds, C)                       # (B, R)
     y = np.maximum(np.abs(out.lower), np.abs(out.upper))
     C = np.abs(np.asarray(C, dtype=np.float64))
     if C.ndim == 2:
@@ -86,7 +91,9 @@ def decision_margins(graph, node_bounds, C, d=None, lower=None) -> np.ndarray:
     d = np.zeros(C.shape[1]) if d is None else np.abs(np.asarray(d, dtype=np.float64))
     size = np.where(C > 0, C * y[:, None, :], 0.0).sum(axis=2)
     floor = COMPARISON * (size + d) + MARGIN_FLOOR
-    margin = gap * (1.0 + FLOAT64_SLACK) + floor
+    if float32:
+        return floor
+    margin = row_gaps(graph, node_bounds, C_signed) * (1.0 + FLOAT64_SLACK) + floor
     if lower is None:
         which = np.arange(margin.shape[0])
     else:
@@ -115,7 +122,8 @@ def run_margins(run, target, A, bias):
     (alpha-CROWN's early stop), or None when ``target`` is not the output."""
     if target != run.prep.graph.output:
         return None
-    return decision_margins(run.prep.graph, run.bounds, A, -np.asarray(bias))
+    return decision_margins(run.prep.graph, run.bounds, A, -np.asarray(bias),
+                            float32=run.options.float32)
 
 
 def refuted(lower, margin) -> np.ndarray:

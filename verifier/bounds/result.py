@@ -61,6 +61,16 @@ class BoundOptions:
             from it for a high price).
         early_stop: stop alpha-CROWN once every row is refuted (only when
             no upper bounds are asked for).
+        float32: bound the float32 network onnxruntime runs instead of the
+            real-valued one (see :mod:`verifier.bounds.roundoff`): every
+            node's bounds hold for its float32 value at every float32 point
+            of the input box (which must be a :class:`Box`; pass its
+            :func:`~verifier.bounds.roundoff.float32_hull`): IBP widened by
+            the node's own rounding, each backward pass paying
+            ``sum_k |A_k|·own_k``. Split constraints are then about the float
+            values (sub-problems of a split still cover every float32 input)
+            and a final bound refutes a row with no float32 gap in its
+            margin. Not for graphs with Softmax.
         deadline: a ``time.monotonic()`` value (None: none). Once it has
             passed, no further intermediate CROWN or alpha-CROWN pass and no
             further alpha-CROWN iteration is started: the bounds returned are
@@ -81,6 +91,7 @@ class BoundOptions:
     early_stop: bool = True
     alpha_intermediate: bool = True
     max_alpha_work: float = 5e7
+    float32: bool = False
     deadline: float | None = None
 
     def __post_init__(self):

@@ -459,13 +459,53 @@ def output_error(graph, node_bounds) -> np.ndarray:
 DIRECT_SLACK = 2.0 ** -20
 
 
+def paid(A, own) -> np.ndarray:
+    """``(B, R)``: ``sum_n |A[b, r, n]|·own[b, n]``, the most that perturbations
+    ``|delta| <= own`` (``(B, n)``) can move ``A·v``; ``inf`` only where a
+    coefficient meets an infinite ``own`` (possible overflow)."""
+    own = own.reshape(own.shape[0], -1)
+    bad = ~np.isfinite(own)
+    magnitude = np.abs(A)
+    cost = (magnitude @ np.where(bad, 0.0, own)[:, :, None])[..., 0]
+    if bad.any():
+        hit = (magnitude @ bad[:, :, None].astype(np.float64))[..., 0] > 0
+        cost = np.where(hit, np.inf, cost)
+    return cost
+
+
 def _rounding_cost(coefficients, own, batch):
     """``sum_k |A_k|·own_k`` over the coefficients of one backward pass."""
     cost = 0.0
     for k, A_k in coefficients.items():
-        mine = own[k].reshape(batch, 1, -1)
-        cost = cost + np.where((mine > 0) & (A_k != 0), np.abs(A_k) * mine, 0.0).sum(axis=2)
+        cost = cost + paid(A_k, own[k].reshape(batch, -1))
     return cost * (1.0 + DIRECT_SLACK)
+
+
+class FloatRounding:
+    """The own rounding of every node of a bound engine run over the float32
+    network (``BoundOptions.float32``), computed from the run's bounds on the
+    float values: node i's float value is ``op_i(float inputs) + delta_i``
+    with ``|delta_i| <= own_i``. ``table``: the run's bounds (indexable by
+    node); :meth:`own` is called once per node, in topological order, with
+    ``table[i]`` holding the exact op's bounds on the float inputs."""
+
+    def __init__(self, graph, table, batch):
+        self.ctx = _Context(graph, table, batch)
+        self.graph = graph
+
+    def own(self, i) -> np.ndarray:
+        """``(B, size)`` bound of node i's own rounding (``inf`` where it may
+        overflow float32)."""
+        ctx, node = self.ctx, self.graph.nodes[i]
+        ctx._cache.pop(i, None)
+        zeros = [np.zeros((ctx.batch,) + tuple(self.graph.nodes[j].shape))
+                 for j in node.inputs]
+        with np.errstate(invalid="ignore", over="ignore"):
+            _, mine = RULES[type(node)](ctx, i, node, zeros)
+            mine = _no_nan(np.broadcast_to(mine, (ctx.batch,) + tuple(node.shape)))
+            mine = _overflowing(mine, ctx.magnitude(i) + mine)
+        ctx._cache.pop(i, None)
+        return mine.reshape(ctx.batch, -1)
 
 
 #: alpha-CROWN iterations of the final pass of :func:`direct_lower` (0: CROWN

@@ -22,6 +22,13 @@ others, ReLU splitting bounds over the tightened box only.
 A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
 each row against its own float32 margin computed on that sub-problem; every
 box is first widened to its float32 hull (the inputs onnxruntime can see).
+ReLU splitting bounds the float32 network itself (``BoundOptions(float32=
+True)``, every graph without Softmax): its splits are about the float32
+pre-activations, which partition the float32 inputs as the real ones
+partition the real inputs, and its margins are the comparison floor only.
+(Splits about real pre-activations would leave the float32 bound unable to
+use them: ``z >= 0`` only gives ``z32 >= -e``, with ``e`` the forward error
+bound, thousands on deep networks.)
 """
 from __future__ import annotations
 
@@ -30,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.bounds.engine import compute_bounds
+from verifier.bounds.engine import compute_bounds, float32_supported
 from verifier.bounds.inputs import Box
 from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
@@ -110,12 +117,14 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     relus = _relu_nodes(graph)
     hull = float32_hull(region.lower, region.upper)
     box = Box(hull[0][None], hull[1][None])
-    options = BoundOptions()
+    # the bounds are about the float32 network itself (splits on float32
+    # pre-activations, no gap in the margins) where the engine supports it
+    f32 = float32_supported(graph)
     started = time.monotonic()
     first = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
-                           options=options, deadline=ctx.deadline)
+                           options=BoundOptions(float32=f32), deadline=ctx.deadline)
     margin = record_root_margins(ctx.stats, rows.margins(graph, first.node_bounds,
-                                                                first.lower))
+                                                         first.lower, float32=f32))
     if not rows.open_polytopes(first.lower, margin).any():
         return Outcome(True, "proved by CROWN"), 1
     if ctx.out_of_time():
@@ -128,20 +137,20 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     # reused from CROWN): the children reuse these tighter tables
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
-                          options=BoundOptions(recompute_intermediate=True),
+                          options=BoundOptions(recompute_intermediate=True, float32=f32),
                           deadline=ctx.deadline)
-    root_margin = rows.margins(graph, root.node_bounds, root.lower)
+    root_margin = rows.margins(graph, root.node_bounds, root.lower, float32=f32)
     if not rows.open_polytopes(root.lower, root_margin).any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
     per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
-    refined = _refine_root(ctx, box, rows, root)
+    refined = _refine_root(ctx, box, rows, root, f32)
     if refined is not root:
         root = refined
-        if not rows.open_polytopes(root.lower,
-                                   rows.margins(graph, root.node_bounds, root.lower)).any():
+        if not rows.open_polytopes(root.lower, rows.margins(
+                graph, root.node_bounds, root.lower, float32=f32)).any():
             return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
                                  "bounds"), 1
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
@@ -150,7 +159,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                        float(rows.worst_open(root.lower)[0]),
                        {k: v[0] for k, v in root.split_scores.items()})]
     explored = 1
-    child_options = BoundOptions(alpha_iterations=10)
+    child_options = BoundOptions(alpha_iterations=10, float32=f32)
     progress = _Progress(ctx)
     while domains:
         progress.report(domains, explored)
@@ -188,8 +197,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
             deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower,
-                                        rows.margins(graph, result.node_bounds, result.lower))
+        open_poly = rows.open_polytopes(result.lower, rows.margins(
+            graph, result.node_bounds, result.lower, float32=f32))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
@@ -213,23 +222,39 @@ LP_SHARE = 0.0
 LP_BINARIES = 32
 
 
-def _refine_root(ctx, box, rows, root):
+def _refine_root(ctx, box, rows, root, f32):
     """For a ReLU MLP chain, the root's hidden pre-activation bounds refined by
     LP/MILP (:mod:`verifier.bounds.lp_refine`, highest split score first, within
     ``LP_SHARE`` of the time left), then alpha-CROWN again over them; the
-    refined table is what the children start from. Returns the better root."""
+    refined table is what the children start from. Returns the better root.
+
+    The LP bounds the real-valued network; with float32 bounds (``f32``) its
+    table starts from a real-valued CROWN pass and is widened by the float32
+    error bound of each pre-activation before it meets the float bounds."""
     from verifier.bounds.lp_refine import mlp_layers, refine
+    from verifier.bounds.result import Interval
+    from verifier.bounds.roundoff import node_errors
 
     graph = ctx.graph
     if LP_SHARE <= 0 or mlp_layers(graph) is None:
         return root
     tick = time.monotonic()
     scores = {k: v[0] for k, v in root.split_scores.items()}
-    table, stats = refine(graph, box.lower[0], box.upper[0], root.pre_activation, scores,
+    real = compute_bounds(graph, box, method="crown", C=rows.C, d=rows.d, upper=False,
+                          deadline=ctx.deadline) if f32 else root
+    table, stats = refine(graph, box.lower[0], box.upper[0], real.pre_activation, scores,
                           deadline=tick + LP_SHARE * ctx.time_left(), binary=LP_BINARIES)
+    if f32:
+        errors = node_errors(graph, real.node_bounds)
+        floats = root.pre_activation
+        table = {k: Interval(np.maximum(v.lower - errors[graph.nodes[k].inputs[0]],
+                                        floats[k].lower),
+                             np.minimum(v.upper + errors[graph.nodes[k].inputs[0]],
+                                        floats[k].upper))
+                 for k, v in table.items()}
     again = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                            intermediate=table, alpha=root.alpha,
-                           options=BoundOptions(recompute_intermediate=True),
+                           options=BoundOptions(recompute_intermediate=True, float32=f32),
                            deadline=ctx.deadline)
     before = float(rows.worst_open(root.lower)[0])
     after = float(rows.worst_open(again.lower)[0])

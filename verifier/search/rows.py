@@ -34,11 +34,13 @@ class CaseRows:
         starts = np.concatenate([[0], np.cumsum([p.rows for p in case.unsafe])[:-1]])
         return cls(C, d, owner, len(case.unsafe), starts.astype(np.intp))
 
-    def margins(self, graph, node_bounds, lower=None):
+    def margins(self, graph, node_bounds, lower=None, float32=False):
         """(B, R) decision margins of the rows from a bound result's node bounds;
         ``lower``: the rows' lower bounds there, so that the direct float32
-        bound only runs where it can change a decision."""
-        return decision_margins(graph, node_bounds, self.C, self.d, lower=lower)
+        bound only runs where it can change a decision; ``float32``: the
+        bounds are about the float32 network (``BoundOptions.float32``)."""
+        return decision_margins(graph, node_bounds, self.C, self.d, lower=lower,
+                                float32=float32)
 
     def open_polytopes(self, lower, margin):
         """(B, P) bool: polytopes not refuted by row lower bounds (B, R) given
