@@ -1,8 +1,8 @@
 """Build a :class:`Report`: every method at every eps, cheapest first.
 
 Per eps: the bound methods run batched over all correctly classified images
-(alpha-CROWN only on those CROWN left open, since it is never looser than
-CROWN); PGD runs batched over all of them (so its column is a complete upper
+(alpha-CROWN only on those CROWN left open: its column counts an image
+certified by either, both being sound); PGD runs batched over all of them (so its column is a complete upper
 envelope and the soundness check compares every certified image with an
 attack); ``complete`` runs only on the images no bound method certified and
 PGD did not break, with ``timeout_per_image`` seconds each. Smoothing, when
