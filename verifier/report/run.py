@@ -110,7 +110,7 @@ def robustness_report(model, dataset, eps, *, norm="linf", methods=DEFAULT_METHO
         if "complete" in methods:
             columns.append(_complete_column(model, graph, right, eps_value, clip, open_, broken,
                                             correct, timeout_per_image, seed, seconds,
-                                            report_progress))
+                                            report_progress, "pgd" in methods))
     image_ids = tuple(int(i) for i in chosen)
     check_soundness(columns, image_ids)
     part = None
@@ -124,7 +124,7 @@ def robustness_report(model, dataset, eps, *, norm="linf", methods=DEFAULT_METHO
 
 
 def _complete_column(model, graph, right, eps_value, clip, open_, broken, correct, timeout,
-                     seed, seconds, report_progress) -> Column:
+                     seed, seconds, report_progress, attacked) -> Column:
     status = np.where(broken, BROKEN, CERTIFIED).astype(object)
     per_image = np.zeros(len(right))
     todo = np.flatnonzero(open_ & ~broken)
@@ -136,7 +136,7 @@ def _complete_column(model, graph, right, eps_value, clip, open_, broken, correc
 
     start = time.perf_counter()
     statuses, spent = complete_many(model, right.take(todo), eps_value, graph.output_size,
-                                    clip, timeout, seed, on_done)
+                                    clip, timeout, seed, on_done, attacked)
     seconds["complete"] += time.perf_counter() - start
     status[todo] = statuses
     per_image[todo] = spent

@@ -136,6 +136,11 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
+    from verifier.search.milp import prove_case  # small ReLU MLPs: exact MILP instead
+
+    decided = prove_case(ctx, case_index, box, rows, root, root_margin)
+    if decided is not None:
+        return decided, 1
     per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
     refined = _refine_root(ctx, box, rows, root)
     if refined is not root:
