@@ -188,6 +188,21 @@ def test_shared_textbook_crown_on_the_ibp_trained_model():
                    if s == "certified"), other
 
 
+def test_shared_complete_decides_what_the_bounds_leave_open():
+    """digits_mlp_plain, eps 0.1, image 26: CROWN and alpha-CROWN leave it open, PGD
+    does not break it, and complete certifies it within its 10 s (by the MILP)."""
+    model = require_shared("models", "digits_mlp_plain.onnx")
+    data = require_shared("datasets", "digits_test.npz")
+    from verifier.smoothing import load_dataset
+
+    dataset = load_dataset(data, (1, 8, 8), num_classes=10)
+    report = robustness_report(model, dataset, (0.1,), clip=(0.0, 1.0), indices=[26],
+                               methods=("crown", "alpha-crown", "pgd", "complete"))
+    status = {m: report.column(m, 0.1).status[0] for m in report.methods}
+    assert status == {"crown": "not certified", "alpha-crown": "not certified",
+                      "pgd": "robust", "complete": "certified"}, status
+
+
 def test_gen_specs_indices_and_bad_out(tiny):
     model, _, data, tmp = tiny
     runner = CliRunner()

@@ -139,11 +139,12 @@ def decide_row(enc: Encoding, c_row, d_row, margin: float, time_limit: float,
                known=()) -> RowAnswer:
     """Ask HiGHS whether ``c·y - d`` stays above ``margin + 2·tol`` on the box.
 
+    HiGHS stops at the first solution below the cutoff; when that solution
+    has the row above 0 (the minimum lies near the cutoff), it solves again
+    to optimality in the time left, and the widened dual bound decides.
     ``known``: row values at points of the box (upper bounds of the minimum);
     if one is below the cutoff, an infeasible answer would be wrong, so none
     is taken (and the MILP still looks for a point with the row <= 0)."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
     start = time.perf_counter()
     g, constant = row_objective(enc, c_row, d_row)
     tol = tolerance(enc, g, constant)
@@ -151,24 +152,17 @@ def decide_row(enc: Encoding, c_row, d_row, margin: float, time_limit: float,
     provable = all(value >= cutoff for value in known)
     if not provable:  # a point below the cutoff is known: only look for the row <= 0
         cutoff = 0.0
-    options = dict(HIGHS_OPTIONS, **SPEED_OPTIONS, time_limit=max(float(time_limit), 0.01),
-                   disp=False, objective_bound=cutoff - constant, mip_max_improving_sols=1)
-    with warnings.catch_warnings():
-        # options outside milp's documented few are passed to HiGHS verbatim, with a warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        try:
-            res = milp(g, constraints=LinearConstraint(enc.A, -np.inf, enc.c),
-                       bounds=Bounds(enc.lb, enc.ub), integrality=enc.integrality,
-                       options=options)
-        except ValueError as error:
-            return RowAnswer(-np.inf, None, f"HiGHS failed: {error}",
-                             time.perf_counter() - start)
+    options = dict(HIGHS_OPTIONS, **SPEED_OPTIONS, objective_bound=cutoff - constant)
+    res = _solve(enc, g, dict(options, mip_max_improving_sols=1), time_limit)
+    if res is not None and res.x is not None and res.fun is not None \
+            and res.fun + constant > 0.0 and res.status != 0:
+        left = time_limit - (time.perf_counter() - start)
+        res = _solve(enc, g, options, left) if left > 0 else None
     seconds = time.perf_counter() - start
-    if res.x is not None and res.fun is not None:  # a point below the cutoff
-        if res.fun + constant <= 0.0:
-            return RowAnswer(-np.inf, np.asarray(res.x[:enc.n_inputs]), "point", seconds)
-        if res.status != 0:
-            return RowAnswer(-np.inf, None, "a point below the cutoff, above 0", seconds)
+    if res is None:
+        return RowAnswer(-np.inf, None, "HiGHS failed or no time left", seconds)
+    if res.x is not None and res.fun is not None and res.fun + constant <= 0.0:
+        return RowAnswer(-np.inf, np.asarray(res.x[:enc.n_inputs]), "point", seconds)
     if res.status == 2 and provable:  # infeasible under the cutoff
         return RowAnswer(margin + tol, None, "proved", seconds)
     bound = getattr(res, "mip_dual_bound", None)
@@ -179,6 +173,33 @@ def decide_row(enc: Encoding, c_row, d_row, margin: float, time_limit: float,
             return RowAnswer(lower, None, "optimal", seconds)
         return RowAnswer(-np.inf, None, "contradicted by a known point", seconds)
     return RowAnswer(-np.inf, None, "time limit" if res.status == 1 else res.message, seconds)
+
+
+def _solve(enc: Encoding, g, options: dict, time_limit: float):
+    """``scipy.optimize.milp`` on the encoding with objective ``g`` (None if HiGHS
+    rejects the model). HiGHS's C++ code may print to the process's stdout; it
+    goes to stderr here, so that ``--json`` output stays clean."""
+    import os
+    import sys
+
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    options = dict(options, time_limit=max(float(time_limit), 0.01), disp=False)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with warnings.catch_warnings():
+            # options outside milp's documented few go to HiGHS verbatim, with a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return milp(g, constraints=LinearConstraint(enc.A, -np.inf, enc.c),
+                        bounds=Bounds(enc.lb, enc.ub), integrality=enc.integrality,
+                        options=options)
+    except ValueError:
+        return None
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def known_values(graph, enc: Encoding, C, d, points) -> np.ndarray:
