@@ -174,8 +174,8 @@ def report(model, data, clip, indices, limit, scale, csv_layout, norm, eps, meth
     lipschitz: the local Lipschitz radius reaches eps, about the real-valued
     network); pgd is an attack (50 steps of eps/10, 10
     restarts, cross-entropy and margin losses): an upper bound on robust
-    accuracy; complete runs falsification and branch and bound on the images
-    the others left open (linf only). Misclassified images count as not
+    accuracy; complete runs falsification and branch and bound (an exact MILP
+    for small ReLU MLPs) on the images the others left open (linf only). Misclassified images count as not
     robust. An image certified by a sound method and broken by an attack
     stops the command with exit 2 (a bug). With --smoothing-sigma the
     smoothed classifier's certified accuracy per L2 radius is added (and, for

@@ -2,7 +2,9 @@
 
 Each open image (not certified by a bound method, not broken by PGD) becomes
 the L-infinity robustness property :func:`verifier.spec.generate.robustness_property`
-and goes through :func:`verifier.verify.verify` with a per-image time budget:
+and goes through :func:`verifier.verify.verify` (falsification, then branch
+and bound, or for small ReLU MLPs the exact MILP of
+:mod:`verifier.search.milp`) with a per-image time budget:
 ``unsat`` is certified, ``sat`` (a counterexample replayed through
 onnxruntime) is broken, anything else is undecided. L2 balls are not boxes,
 so the column exists for ``linf`` only.
