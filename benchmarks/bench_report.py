@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -63,10 +64,15 @@ def main() -> int:
         for method, spent in report.seconds.items():
             work = len(indices) * len(eps)
             if method == "complete":  # runs only on the images the others left open
-                opened = sum(sum(s > 0 for s in report.column(method, e).seconds) for e in eps)
-                undecided = sum(report.column(method, e).count("undecided") for e in eps)
-                print(f"  complete: {spent:.1f} s on {opened} open image-eps pairs, "
-                      f"{undecided} left undecided")
+                print(f"  complete: {spent:.1f} s in all")
+                for e in eps:
+                    column = report.column(method, e)
+                    times = [s for s in column.seconds if s > 0]
+                    median = statistics.median(times) if times else 0.0
+                    print(f"    eps={e:g}: {len(times)} open images, {sum(times):.1f} s, "
+                          f"median {median:.2f} s/image, {column.count('certified')} "
+                          f"certified, {column.count('broken')} broken, "
+                          f"{column.count('undecided')} undecided")
                 continue
             print(f"  {method}: {spent:.2f} s, {work / max(spent, 1e-9):.0f} images/s")
         print(markdown(report))

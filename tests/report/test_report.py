@@ -38,8 +38,8 @@ def tiny(tmp_path):
 def test_every_method_gives_the_known_answers(tiny):
     model, dataset, _, _ = tiny
     report = robustness_report(model, dataset, (0.1, 0.25),
-                               methods=("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz",
-                                        "pgd"))
+                               methods=("ibp", "naive-ibp", "crown", "crown+ibp", "alpha-crown",
+                                        "lipschitz", "pgd"))
     assert report.clean_accuracy == 0.75
     for eps, robust in ROBUST_LINF.items():
         expected = sum(robust) / 4
@@ -167,6 +167,40 @@ def test_shared_digits_reproduce_the_published_table():
         assert np.allclose(got, values, atol=0.01), (method, got)
     crown = robustness_report(model, dataset, (0.02,), clip=(0.0, 1.0), methods=("crown",))
     assert abs(crown.column("crown", 0.02).accuracy - 0.928) <= 0.01
+
+
+def test_shared_textbook_crown_on_the_ibp_trained_model():
+    """On the IBP-trained digits MLP at eps 0.1, textbook CROWN certifies 0.724 as
+    published, fewer than IBP (0.794); crown+ibp certifies every image of both."""
+    model = require_shared("models", "digits_mlp_ibp_eps0.1.onnx")
+    data = require_shared("datasets", "digits_test.npz")
+    from verifier.smoothing import load_dataset
+
+    dataset = load_dataset(data, (1, 8, 8), num_classes=10)
+    report = robustness_report(model, dataset, (0.1,), clip=(0.0, 1.0),
+                               methods=("ibp", "crown", "crown+ibp"))
+    column = {m: report.column(m, 0.1) for m in report.methods}
+    assert abs(column["crown"].accuracy - 0.724) <= 0.01
+    assert abs(column["ibp"].accuracy - 0.794) <= 0.01
+    both = column["crown+ibp"].status
+    for other in ("ibp", "crown"):
+        assert all(b == "certified" for b, s in zip(both, column[other].status)
+                   if s == "certified"), other
+
+
+def test_shared_complete_decides_what_the_bounds_leave_open():
+    """digits_mlp_plain, eps 0.1, image 26: CROWN and alpha-CROWN leave it open, PGD
+    does not break it, and complete certifies it within its 10 s (by the MILP)."""
+    model = require_shared("models", "digits_mlp_plain.onnx")
+    data = require_shared("datasets", "digits_test.npz")
+    from verifier.smoothing import load_dataset
+
+    dataset = load_dataset(data, (1, 8, 8), num_classes=10)
+    report = robustness_report(model, dataset, (0.1,), clip=(0.0, 1.0), indices=[26],
+                               methods=("crown", "alpha-crown", "pgd", "complete"))
+    status = {m: report.column(m, 0.1).status[0] for m in report.methods}
+    assert status == {"crown": "not certified", "alpha-crown": "not certified",
+                      "pgd": "robust", "complete": "certified"}, status
 
 
 def test_gen_specs_indices_and_bad_out(tiny):

@@ -1,12 +1,21 @@
-"""ReLU splitting: progress reporting and LP-refined root bounds."""
+"""ReLU splitting: progress reporting and LP-refined root bounds.
+
+These small MLPs would be decided by the MILP (verifier.search.milp) before any
+split; it is turned off here so that the splitting itself runs."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tests.builders import chain_model, save
 from verifier.result import Verdict
-from verifier.search import bab
+from verifier.search import bab, milp
 from verifier.verify import Options, verify
+
+
+@pytest.fixture(autouse=True)
+def no_milp(monkeypatch):
+    monkeypatch.setattr(milp, "MAX_BINARIES", -1)
 
 
 def random_mlp(tmp_path, seed, n_in=20, hidden=24):

@@ -174,6 +174,8 @@ class Run:
                 and not self.past_deadline()):
             sign_only = all(isinstance(self.nodes[k], SIGN_DRIVEN) for k in prep.feeds[i])
             needed = (lower < 0) & (upper > 0) if sign_only else upper > lower
+            if not options.intersect_ibp:  # textbook CROWN: every neuron, IBP only as a skip
+                needed = upper > lower
             rows = np.flatnonzero(needed.any(axis=0))
             cone_size = sum(prep.sizes[j] for j in prep.cone(i))
             work = 2.0 * self.batch * rows.size * cone_size
@@ -187,8 +189,12 @@ class Run:
                     how = "crown"
                 lower, upper = lower.copy(), upper.copy()  # IBP may return views
                 # fmax/fmin: a NaN bound (inf - inf where float32 may overflow) is none
-                lower[:, rows] = np.fmax(lower[:, rows], crown_lower)
-                upper[:, rows] = np.fmin(upper[:, rows], crown_upper)
+                if options.intersect_ibp:
+                    lower[:, rows] = np.fmax(lower[:, rows], crown_lower)
+                    upper[:, rows] = np.fmin(upper[:, rows], crown_upper)
+                else:
+                    lower[:, rows], upper[:, rows] = self._given(i, rows, crown_lower,
+                                                                 crown_upper)
                 lower, upper = self._clamp(i, lower, upper)
         crossed = lower > upper
         if np.any(crossed):
@@ -197,6 +203,16 @@ class Run:
             lower, upper = np.minimum(lower, upper), np.maximum(lower, upper)
         for k in prep.feeds[i]:
             self.intermediate_methods[k] = how
+        return lower, upper
+
+    def _given(self, i, rows, lower, upper):
+        """``lower``/``upper`` of the entries ``rows`` of node ``i`` intersected
+        with the bounds passed in for the nonlinearities it feeds."""
+        for k in self.prep.feeds[i]:
+            interval = self.given.get(k)
+            if interval is not None:
+                lower = np.maximum(lower, interval.lower[:, rows])
+                upper = np.minimum(upper, interval.upper[:, rows])
         return lower, upper
 
     def _entry_bounds(self, i, rows, per_row, bound):
@@ -500,9 +516,14 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
 
             value, best_alpha, best_beta = optimize(run, out, A, bias, value, upper,
                                                     alpha, beta)
-        lower = np.fmax(lower, value[:, :n_rows])
-        if upper:
-            high = np.fmin(high, -value[:, n_rows:])
+        if options.intersect_ibp:
+            lower = np.fmax(lower, value[:, :n_rows])
+            if upper:
+                high = np.fmin(high, -value[:, n_rows:])
+        else:
+            lower = value[:, :n_rows]
+            if upper:
+                high = -value[:, n_rows:]
     if np.any(run.infeasible):
         lower = np.where(run.infeasible[:, None], np.inf, lower)
         high = np.where(run.infeasible[:, None], -np.inf, high)

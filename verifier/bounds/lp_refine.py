@@ -60,7 +60,7 @@ def _weights(node):
     return W, b
 
 
-def _relaxation(graph, linears, relus, layer, lower0, upper0, bounds, binary=0):
+def relaxation(graph, linears, relus, layer, lower0, upper0, bounds, binary=0):
     """LP data of hidden layer ``layer``'s inputs: variables x, a_1..a_{layer}
     (post-activations of the ReLU layers before it) with their box, and the
     triangle relaxation rows ``A v <= c``. With ``binary`` > 0, the
@@ -223,7 +223,7 @@ def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
         unstable = np.flatnonzero((lo < 0) & (hi > 0))
         if not len(unstable):
             continue
-        A, c, lb, ub, offset, integrality = _relaxation(graph, linears, relus, layer,
+        A, c, lb, ub, offset, integrality = relaxation(graph, linears, relus, layer,
                                                         lower0, upper0, bounds, binary)
         W, b = _weights(graph.nodes[linears[layer]])
         priority = (scores[node][unstable] if scores is not None and node in scores

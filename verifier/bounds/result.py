@@ -71,6 +71,16 @@ class BoundOptions:
             values (sub-problems of a split still cover every float32 input)
             and a final bound refutes a row with no float32 gap in its
             margin. Not for graphs with Softmax.
+        intersect_ibp: keep, for every intermediate bound and every final
+            row, the tighter of IBP and CROWN (default). False gives textbook
+            CROWN (Zhang et al. 2018): the input bounds of each nonlinearity
+            from CROWN back-substitution alone (over every neuron, not only
+            the ones IBP leaves unstable, with ``intermediate="crown"``) and
+            the final rows from the backward pass alone. Both are sound and
+            neither is always the tighter (the default also skips CROWN for
+            the neurons IBP finds stable); textbook CROWN can be much looser
+            than IBP, typically on IBP-trained networks. Bounds passed in
+            and splits constrain both.
         deadline: a ``time.monotonic()`` value (None: none). Once it has
             passed, no further intermediate CROWN or alpha-CROWN pass and no
             further alpha-CROWN iteration is started: the bounds returned are
@@ -92,6 +102,7 @@ class BoundOptions:
     alpha_intermediate: bool = True
     max_alpha_work: float = 5e7
     float32: bool = False
+    intersect_ibp: bool = True
     deadline: float | None = None
 
     def __post_init__(self):

@@ -10,7 +10,8 @@ import numpy as np
 
 from verifier.cli import FiniteFloat, handle_errors, parse_radii
 
-METHOD_NAMES = ("ibp", "naive-ibp", "crown", "alpha-crown", "lipschitz", "pgd", "complete")
+METHOD_NAMES = ("ibp", "naive-ibp", "crown", "crown+ibp", "alpha-crown", "lipschitz", "pgd",
+                "complete")
 #: the default columns (lipschitz is asked for by name: it has no rule for Softmax)
 DEFAULT_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown", "pgd", "complete")
 
@@ -166,11 +167,15 @@ def report(model, data, clip, indices, limit, scale, csv_layout, norm, eps, meth
     image and eps the input set is the eps-ball of --norm around the image,
     intersected with --clip. Bound methods certify every margin f_y - f_j > 0
     (ibp with the last layer folded into the margins; naive-ibp on separate
-    logits; crown; alpha-crown; lipschitz: the local Lipschitz radius
-    reaches eps, about the real-valued network); pgd is an attack (50 steps of eps/10, 10
+    logits; crown: textbook CROWN, intermediate bounds by back-substitution
+    only, as published; crown+ibp: CROWN and IBP intersected at every layer,
+    the larger of the two lower bounds per margin (never below ibp);
+    alpha-crown;
+    lipschitz: the local Lipschitz radius reaches eps, about the real-valued
+    network); pgd is an attack (50 steps of eps/10, 10
     restarts, cross-entropy and margin losses): an upper bound on robust
-    accuracy; complete runs falsification and branch and bound on the images
-    the others left open (linf only). Misclassified images count as not
+    accuracy; complete runs falsification and branch and bound (an exact MILP
+    for small ReLU MLPs) on the images the others left open (linf only). Misclassified images count as not
     robust. An image certified by a sound method and broken by an attack
     stops the command with exit 2 (a bug). With --smoothing-sigma the
     smoothed classifier's certified accuracy per L2 radius is added (and, for

@@ -1,8 +1,8 @@
 """Build a :class:`Report`: every method at every eps, cheapest first.
 
 Per eps: the bound methods run batched over all correctly classified images
-(alpha-CROWN only on those CROWN left open, since it is never looser than
-CROWN); PGD runs batched over all of them (so its column is a complete upper
+(alpha-CROWN only on those CROWN left open: its column counts an image
+certified by either, both being sound); PGD runs batched over all of them (so its column is a complete upper
 envelope and the soundness check compares every certified image with an
 attack); ``complete`` runs only on the images no bound method certified and
 PGD did not break, with ``timeout_per_image`` seconds each. Smoothing, when
@@ -110,7 +110,7 @@ def robustness_report(model, dataset, eps, *, norm="linf", methods=DEFAULT_METHO
         if "complete" in methods:
             columns.append(_complete_column(model, graph, right, eps_value, clip, open_, broken,
                                             correct, timeout_per_image, seed, seconds,
-                                            report_progress))
+                                            report_progress, "pgd" in methods))
     image_ids = tuple(int(i) for i in chosen)
     check_soundness(columns, image_ids)
     part = None
@@ -124,7 +124,7 @@ def robustness_report(model, dataset, eps, *, norm="linf", methods=DEFAULT_METHO
 
 
 def _complete_column(model, graph, right, eps_value, clip, open_, broken, correct, timeout,
-                     seed, seconds, report_progress) -> Column:
+                     seed, seconds, report_progress, attacked) -> Column:
     status = np.where(broken, BROKEN, CERTIFIED).astype(object)
     per_image = np.zeros(len(right))
     todo = np.flatnonzero(open_ & ~broken)
@@ -136,7 +136,7 @@ def _complete_column(model, graph, right, eps_value, clip, open_, broken, correc
 
     start = time.perf_counter()
     statuses, spent = complete_many(model, right.take(todo), eps_value, graph.output_size,
-                                    clip, timeout, seed, on_done)
+                                    clip, timeout, seed, on_done, attacked)
     seconds["complete"] += time.perf_counter() - start
     status[todo] = statuses
     per_image[todo] = spent

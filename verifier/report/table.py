@@ -20,7 +20,7 @@ from verifier.errors import VerifierError
 
 WRONG, CERTIFIED, NOT_CERTIFIED = "wrong", "certified", "not certified"
 ROBUST, BROKEN, UNDECIDED = "robust", "broken", "undecided"
-SOUND_METHODS = ("ibp", "naive-ibp", "crown", "alpha-crown", "complete")
+SOUND_METHODS = ("ibp", "naive-ibp", "crown", "crown+ibp", "alpha-crown", "complete")
 GOOD = (CERTIFIED, ROBUST)
 
 

@@ -145,6 +145,20 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
                               "to split"), 1
+    from verifier.search.milp import applies, prove_case  # small ReLU MLPs: exact MILP
+
+    if applies(graph, rows):
+        # the MILP encodes the real-valued network: real bounds for its big-M
+        # constants, and margins with the float32 gap
+        real = root if not f32 else compute_bounds(
+            graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
+            options=BoundOptions(recompute_intermediate=True), deadline=ctx.deadline)
+        decided = prove_case(ctx, case_index, box, rows, real,
+                             rows.margins(graph, real.node_bounds, real.lower))
+    else:
+        decided = None
+    if decided is not None:
+        return decided, 1
     per_domain = (time.monotonic() - started) / 2  # a child costs about a root pass
     refined = _refine_root(ctx, box, rows, root, f32)
     if refined is not root:

@@ -1,0 +1,266 @@
+"""Exact MILP for the open rows of a small ReLU MLP (scipy's HiGHS).
+
+For a chain ``Input -> Reshape* -> (Linear -> Relu)* -> Linear`` with at most
+:data:`MAX_RELUS` ReLUs, of which at most :data:`MAX_BINARIES` are unstable
+under the root's alpha-CROWN intermediate bounds, the row ``c·y - d`` is minimised over the input box
+exactly: every unstable ReLU ``a = max(z, 0)`` with bounds ``l < 0 < u`` is
+encoded with a 0/1 variable (``a >= z, a >= 0, a <= z - l (1 - δ), a <= u δ``;
+stable ones are linear), from :func:`verifier.bounds.lp_refine.relaxation`.
+On the 64-128-128-10 digits MLP at eps 0.1, branch and bound on ReLU splits
+left many images open after 10 s (bounds still around -0.5 after a thousand
+sub-problems) where HiGHS's root cuts decide a row in a few seconds.
+
+HiGHS is asked a yes/no question per row rather than for the optimum: with
+the cutoff ``objective_bound`` at ``margin + 2·tol`` (in the row's units) it
+either reports the problem infeasible, i.e. no input gets the row below the
+cutoff, or stops at the first solution below the cutoff
+(``mip_max_improving_sols = 1``); where that solution has ``c·y - d <= 0``
+its input is replayed through onnxruntime.
+
+Soundness. The MILP is about the real-valued network of the IR; the float32
+network is covered, as everywhere, by the row's decision margin from
+:func:`verifier.bounds.margin.decision_margins` (passed in as ``margin``). A
+HiGHS answer is not a certificate: its feasibility tolerances (primal 1e-7,
+MIP feasibility and integrality 1e-6, absolute, HiGHS defaults, set
+explicitly below) let its solutions violate constraints a little, which can
+move the objective. So a row counts as refuted only with the explicit slack
+``tol = TOLERANCE · (1 + scale)``, ``scale`` the largest the objective can be
+on the variables' box (``sum |g_i| max(|lb_i|, |ub_i|) + |constant|``), a
+hundred times HiGHS's tolerances relative to the problem's size: infeasible
+at cutoff ``margin + 2·tol`` gives the lower bound ``margin + tol`` of the
+row, which then goes through :func:`verifier.bounds.margin.refuted` against
+``margin``. As a guard against a wrong infeasibility, no proof is accepted
+when a known point (the box centre, a falsification point) already has the
+row below the cutoff. The encoding's big-M constants come from sound
+intermediate bounds (widened boxes never remove a point).
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from verifier.bounds.lp_refine import mlp_layers, relaxation
+from verifier.ir import evaluate
+
+#: the most unstable ReLUs (0/1 variables) the MILP is tried with (-1: never)
+MAX_BINARIES = 256
+#: the most hidden ReLUs of a network the MILP is tried on: on mnist_fc
+#: (benchmarks/bench_bab.py rows, 2-core CPU, 30 s) ReLU splitting did better on
+#: 256x2 (prop 10 eps 0.05: 7.5 s vs 10.6 s; props 9, 11, 14 about even) and the
+#: MILP timed out on 256x4 (prop 7 eps 0.05, 177 binaries; splitting too)
+MAX_RELUS = 256
+#: relative slack on HiGHS's answers (see the module docstring)
+TOLERANCE = 1e-4
+#: HiGHS's tolerances, stated explicitly (its defaults); TOLERANCE is 100x these
+HIGHS_OPTIONS = {"primal_feasibility_tolerance": 1e-7, "mip_feasibility_tolerance": 1e-6,
+                 "presolve": True}
+#: primal heuristics off: the rows left to the MILP are mostly robust (PGD and
+#: falsification found nothing), and the proof comes from the dual side
+SPEED_OPTIONS = {"mip_heuristic_effort": 0.0, "mip_heuristic_run_rens": False,
+                 "mip_heuristic_run_rins": False, "mip_heuristic_run_feasibility_jump": False}
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The exact MILP of a ReLU MLP over an input box: variables ``v`` (inputs,
+    then each hidden layer's post-activations, then the 0/1 variables),
+    ``A v <= c``, ``lb <= v <= ub``; the output is ``W v[offset:offset+k] + b``."""
+
+    A: object
+    c: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    integrality: np.ndarray
+    offset: int
+    weight: np.ndarray
+    bias: np.ndarray
+    n_inputs: int
+
+    @property
+    def binaries(self) -> int:
+        return int(self.integrality.sum())
+
+
+def encode(graph, lower, upper, pre_activation) -> Encoding | None:
+    """The MILP of ``graph`` over the box ``lower..upper`` (flat, ``(n,)``) with the
+    ReLU input bounds ``pre_activation`` (Relu node -> Interval ``(1, n)``), or None
+    when the graph is not a ReLU MLP chain, has more than :data:`MAX_RELUS` ReLUs
+    or more than :data:`MAX_BINARIES` unstable ones."""
+    layers = mlp_layers(graph)
+    if layers is None:
+        return None
+    linears, relus = layers
+    if sum(graph.nodes[k].size for k in relus) > MAX_RELUS:
+        return None
+    bounds = {k: (np.asarray(pre_activation[k].lower, np.float64)[0],
+                  np.asarray(pre_activation[k].upper, np.float64)[0]) for k in relus}
+    unstable = sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in bounds.values())
+    if unstable > MAX_BINARIES:
+        return None
+    lower = np.asarray(lower, np.float64).reshape(-1)
+    upper = np.asarray(upper, np.float64).reshape(-1)
+    A, c, lb, ub, offset, integrality = relaxation(graph, linears, relus, len(relus), lower,
+                                                   upper, bounds, binary=unstable + 1)
+    last = graph.nodes[linears[-1]]
+    weight = np.asarray(last.weight, np.float64)
+    bias = np.zeros(weight.shape[0]) if last.bias is None else np.asarray(last.bias, np.float64)
+    return Encoding(A, c, lb, ub, integrality, offset, weight, bias, lower.size)
+
+
+@dataclass(frozen=True)
+class RowAnswer:
+    """What HiGHS said about one row: ``lower`` a lower bound of the row to compare
+    with its margin (-inf when nothing was proved), ``point`` an input where the
+    real-valued row is <= 0 (None if none was found), ``status`` in words."""
+
+    lower: float
+    point: np.ndarray | None
+    status: str
+    seconds: float
+
+
+def row_objective(enc: Encoding, c_row, d_row):
+    """``(g, constant)`` with ``c·y - d = g·v + constant`` on the encoding's variables."""
+    g = np.zeros(enc.A.shape[1])
+    g[enc.offset:enc.offset + enc.weight.shape[1]] = np.asarray(c_row, np.float64) @ enc.weight
+    return g, float(np.asarray(c_row, np.float64) @ enc.bias - d_row)
+
+
+def tolerance(enc: Encoding, g, constant) -> float:
+    """The slack ``TOLERANCE · (1 + scale)`` of a row (module docstring)."""
+    scale = float(np.abs(g) @ np.maximum(np.abs(enc.lb), np.abs(enc.ub))) + abs(constant)
+    return TOLERANCE * (1.0 + scale)
+
+
+def decide_row(enc: Encoding, c_row, d_row, margin: float, time_limit: float,
+               known=()) -> RowAnswer:
+    """Ask HiGHS whether ``c·y - d`` stays above ``margin + 2·tol`` on the box.
+
+    HiGHS stops at the first solution below the cutoff; when that solution
+    has the row above 0 (the minimum lies near the cutoff), it solves again
+    to optimality in the time left, and the widened dual bound decides.
+    ``known``: row values at points of the box (upper bounds of the minimum);
+    if one is below the cutoff, an infeasible answer would be wrong, so none
+    is taken (and the MILP still looks for a point with the row <= 0)."""
+    start = time.perf_counter()
+    g, constant = row_objective(enc, c_row, d_row)
+    tol = tolerance(enc, g, constant)
+    cutoff = margin + 2.0 * tol
+    provable = all(value >= cutoff for value in known)
+    if not provable:  # a point below the cutoff is known: only look for the row <= 0
+        cutoff = 0.0
+    options = dict(HIGHS_OPTIONS, **SPEED_OPTIONS, objective_bound=cutoff - constant)
+    res = _solve(enc, g, dict(options, mip_max_improving_sols=1), time_limit)
+    if res is not None and res.x is not None and res.fun is not None \
+            and res.fun + constant > 0.0 and res.status != 0:
+        left = time_limit - (time.perf_counter() - start)
+        res = _solve(enc, g, options, left) if left > 0 else None
+    seconds = time.perf_counter() - start
+    if res is None:
+        return RowAnswer(-np.inf, None, "HiGHS failed or no time left", seconds)
+    if res.x is not None and res.fun is not None and res.fun + constant <= 0.0:
+        return RowAnswer(-np.inf, np.asarray(res.x[:enc.n_inputs]), "point", seconds)
+    if res.status == 2 and provable:  # infeasible under the cutoff
+        return RowAnswer(margin + tol, None, "proved", seconds)
+    bound = getattr(res, "mip_dual_bound", None)
+    if res.status == 0 and bound is not None and np.isfinite(bound):
+        # solved to optimality below the cutoff: its dual bound, widened
+        lower = float(bound) + constant - tol
+        if all(value >= lower for value in known):
+            return RowAnswer(lower, None, "optimal", seconds)
+        return RowAnswer(-np.inf, None, "contradicted by a known point", seconds)
+    return RowAnswer(-np.inf, None, "time limit" if res.status == 1 else res.message, seconds)
+
+
+def _solve(enc: Encoding, g, options: dict, time_limit: float):
+    """``scipy.optimize.milp`` on the encoding with objective ``g`` (None if HiGHS
+    rejects the model). HiGHS's C++ code may print to the process's stdout; it
+    goes to stderr here, so that ``--json`` output stays clean."""
+    import os
+    import sys
+
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    options = dict(options, time_limit=max(float(time_limit), 0.01), disp=False)
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with warnings.catch_warnings():
+            # options outside milp's documented few go to HiGHS verbatim, with a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return milp(g, constraints=LinearConstraint(enc.A, -np.inf, enc.c),
+                        bounds=Bounds(enc.lb, enc.ub), integrality=enc.integrality,
+                        options=options)
+    except ValueError:
+        return None
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def known_values(graph, enc: Encoding, C, d, points) -> np.ndarray:
+    """``(points, rows)`` values of the rows ``C·y - d`` at ``points`` (float64 IR)."""
+    points = np.asarray(points, np.float64).reshape(-1, enc.n_inputs)
+    y = evaluate(graph, points.reshape((len(points),) + tuple(graph.input_shape)))
+    return y.reshape(len(points), -1) @ np.asarray(C, np.float64).T - np.asarray(d)
+
+
+def applies(graph, rows) -> bool:
+    """Whether :func:`prove_case` may apply: a ReLU MLP chain of at most
+    :data:`MAX_RELUS` ReLUs and unsafe polytopes of one row each (the number
+    of unstable ReLUs is checked by :func:`encode`)."""
+    layers = mlp_layers(graph)
+    return layers is not None and np.all(np.diff(np.append(rows.starts, len(rows.d))) == 1) \
+        and sum(graph.nodes[k].size for k in layers[1]) <= MAX_RELUS
+
+
+def prove_case(ctx, case_index, box, rows, root, margin):
+    """Decide a case of ReLU splitting by MILP, after the root's alpha-CROWN.
+
+    ``box``: the case's float32-hull Box (batch 1); ``rows``: its
+    :class:`~verifier.search.rows.CaseRows`; ``root``: the alpha-CROWN result
+    (its ``pre_activation`` gives the big-M bounds) of the *real-valued*
+    network (not ``BoundOptions.float32``: the MILP encodes real values);
+    ``margin``: ``(1, R)`` the rows' decision margins there (float32 gaps). Returns an
+    :class:`~verifier.search.bab.Outcome`, or None when the MILP does not apply
+    (not a ReLU MLP chain, too many unstable ReLUs, or an unsafe polytope of
+    several rows: refuting one row of it proves it, but a point where one row
+    holds is not a counterexample, so those stay with branch and bound).
+    """
+    from verifier.bounds.margin import refuted
+    from verifier.search.bab import Outcome
+    from verifier.verify import try_candidates
+
+    if not applies(ctx.graph, rows):
+        return None
+    enc = encode(ctx.graph, box.lower[0], box.upper[0], root.pre_activation)
+    if enc is None:
+        return None
+    centre = (box.lower[0] + box.upper[0]) / 2.0
+    known = known_values(ctx.graph, enc, rows.C, rows.d, centre)[0]
+    lower, margin = root.lower[0], np.broadcast_to(margin, root.lower.shape)[0]
+    todo = [r for r in np.argsort(lower) if not refuted(lower[r], margin[r])]
+    record = ctx.stats.setdefault("milp", {"binaries": enc.binaries, "rows": []})
+    for r in todo:
+        left = ctx.time_left()
+        if left <= 0:
+            return Outcome(False, f"time ran out in the MILP ({len(todo)} rows, "
+                                  f"{enc.binaries} binary ReLUs)")
+        answer = decide_row(enc, rows.C[r], rows.d[r], float(margin[r]), left, (known[r],))
+        record["rows"].append([int(r), answer.status, round(answer.seconds, 3)])
+        ctx.log(f"MILP row {r}: {answer.status} in {answer.seconds:.2f} s")
+        if answer.point is not None:
+            value = known_values(ctx.graph, enc, rows.C[r:r + 1], rows.d[r:r + 1],
+                                 answer.point)[0]
+            cex = try_candidates(ctx, case_index, answer.point[None], value)
+            if cex is not None:
+                return Outcome(False, "counterexample found by the MILP", cex)
+            return Outcome(False, f"the MILP found a point with row {r} <= 0 that the "
+                                  f"float32 network does not replay as a counterexample")
+        if not refuted(answer.lower, margin[r]):
+            return Outcome(False, f"MILP row {r}: {answer.status}")
+    return Outcome(True, "proved by MILP")
