@@ -35,7 +35,8 @@ def _concretize(form, center, radius):
     """Lower bound of ``form·[x; 1]`` (form (n, B, d+1)) over the boxes
     ``center ± radius`` (B, d); returns (n, B)."""
     coef, const = form[..., :-1], form[..., -1]
-    return (coef * center).sum(axis=-1) - (np.abs(coef) * radius).sum(axis=-1) + const
+    return (np.einsum("nbd,bd->nb", coef, center) - np.einsum("nbd,bd->nb", np.abs(coef), radius)
+            + const)
 
 
 def _affine(W, lo_form, up_form):

@@ -111,16 +111,14 @@ class Team:
         context = multiprocessing.get_context("fork")
         self.messages = context.Queue()
         order = np.argsort(queue.bound, kind="stable")
-        lower, upper, bound = queue.lower[order], queue.upper[order], queue.bound[order]
-        queue.lower, queue.upper, queue.bound = lower[0::self.workers], upper[0::self.workers], \
-            bound[0::self.workers]
+        parts = [queue.take(order[j::self.workers]) for j in range(self.workers)]
+        queue.replace(parts[0])
         parent = os.getpid()
         for j in range(1, self.workers):
-            part = slice(j, None, self.workers)
             process = context.Process(
                 target=_child, daemon=True,
-                args=(ctx, case_index, self.search_case, self.settings, lower[part],
-                      upper[part], bound[part], self.messages, parent, j))
+                args=(ctx, case_index, self.search_case, self.settings, parts[j],
+                      self.messages, parent, j))
             process.start()
             self.processes.append(process)
         self.running = len(self.processes)
@@ -155,15 +153,12 @@ class Team:
                                         boxes=self.child_boxes)
 
 
-def _child(ctx, case_index, search_case, settings, lower, upper, bound, messages, parent,
-           number):
+def _child(ctx, case_index, search_case, settings, queue, messages, parent, number):
     """A worker: search its part of the queue, report candidates and the end."""
-    from verifier.search.input_split import BoxQueue, run_queue
+    from verifier.search.input_split import run_queue
 
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     ctx.rng = np.random.default_rng((ctx.options.seed, number))
-    queue = BoxQueue(lower[0], upper[0])
-    queue.lower, queue.upper, queue.bound = lower, upper, bound
 
     def report(ctx, case_index, points, margins, count, slack):
         best = np.argsort(margins)[:count]
