@@ -128,7 +128,10 @@ def _through_relu(A, bias, line):
     low, up, intercept = line
     neg = np.minimum(A, 0.0)
     bias = bias + np.einsum("brn,bn->br", neg, intercept)
-    return A * low[:, None, :] + neg * (up - low)[:, None, :], bias
+    A = A * low[:, None, :]
+    neg *= (up - low)[:, None, :]
+    A += neg
+    return A, bias
 
 
 def _backward(chain, lines, start, A, bias, lower, upper, own=None):
