@@ -12,6 +12,13 @@ and bounds them all at once:
    forward bounds once more with CROWN's intermediate bounds (see
    :func:`box_bounds`).
 
+On Linear/ReLU chains (acasxu, control policies) both stages are replaced
+by :func:`verifier.bounds.chain.chain_bounds`: each box back-substitutes only
+its own unstable neurons, starts from its parent's pre-activation bounds
+(kept in the queue) and gets its float32 decision margins from the same
+passes. Measured on acasxu 3_3 prop_2 (one core, shared machine): about
+3000 sub-boxes per second, against about 500 with the two stages.
+
 A box is closed when every unsafe polytope of the case is refuted on it
 (:func:`verifier.bounds.margin.refuted`). An open box is split in two at the
 middle of the input with the largest ``|coef_i| x width_i`` of its worst

@@ -18,13 +18,13 @@ every child's are. Children exit when the parent goes away (they watch their
 parent's pid) and are terminated when the search ends. Work is not
 rebalanced after the split: a child that closes its part early stays idle.
 
-Default: one process. Measured on acasxu (2-core machine, shared): no
-speed-up on 3_7 prop_1 (6.4 s vs 6.5 s), and 1_1 prop_2 went from 4.9 s to
-a timeout: the bounds are batch-independent, but the intermediate bounds
-CROWN tightens (only neurons unstable somewhere in the batch) are not, and
-the per-box float32 decision margins (:mod:`verifier.bounds.margin`) are
-computed from them; a half of the queue got looser margins and never
-closed. ``--workers N`` stays available for experiments.
+Default: one process. On Linear/ReLU chains the bounds and float32 margins
+of a box no longer depend on its batch (:mod:`verifier.bounds.chain`), but
+on the shared 2-core machine two processes were still slower (acasxu
+4_6 prop_1 3.1 s vs 2.2 s, 3_3 prop_9 4.9 s vs 4.5 s; the other cores
+were busy). Before that, with the engine's CROWN, a half of the queue got
+looser margins (its intermediate bounds depended on the batch) and 1_1
+prop_2 went from 4.9 s to a timeout. ``--workers N`` stays available.
 """
 from __future__ import annotations
 
