@@ -51,8 +51,25 @@ def test_case_rows_match_a_loop_over_polytopes():
 def test_queue_pops_the_lowest_bounds_and_bisect_halves_exactly():
     queue = BoxQueue(np.zeros(2), np.ones(2))
     queue.push(np.zeros((3, 2)), np.ones((3, 2)), np.array([5.0, -3.0, 1.0]))
-    lower, _ = queue.pop_worst(2)
-    assert len(lower) == 2 and sorted(queue.bound) == [1.0, 5.0]
+    lower, _, hint = queue.pop_worst(2)
+    assert len(lower) == 2 and sorted(queue.bound) == [1.0, 5.0] and hint is None
+    # hints (pre-activation bounds) travel with their boxes, rounded outward to float32
+    queue = BoxQueue(np.zeros(2), np.ones(2))
+    queue.pop_worst(1)
+    for round_ in range(3):
+        bound = np.arange(5.0) + 10 * round_
+        hint = (np.tile(bound[:, None], (1, 3)) + 0.1, np.tile(bound[:, None], (1, 3)) + 0.2)
+        queue.push(np.tile(bound[:, None], (1, 2)), np.tile(bound[:, None], (1, 2)) + 1,
+                   bound, hint)
+        lower, upper, got = queue.pop_worst(2)
+        assert np.all(got[0][:, 0] <= lower[:, 0] + 0.1) and np.all(got[1][:, 0] >= lower[:, 0] + 0.2)
+        assert np.all(got[1][:, 0] - lower[:, 0] < 0.2 + 1e-5)
+    assert len(queue) == 9 and sorted(queue.bound)[:3] == [11.0, 12.0, 13.0]
+    assert np.all(queue.hint[0][:, 0] <= queue.lower[:, 0] + 0.1)
+    halves = queue.take(np.arange(9)[::2])
+    assert len(halves) == 5 and halves.hint[0].shape == (5, 3)
+    queue.push(np.zeros((1, 2)), np.ones((1, 2)), np.zeros(1))  # no hint: none kept
+    assert queue.hint is None and len(queue) == 10
     lo = np.array([[0.0, 0.0], [-1.0, 2.0]])
     hi = np.array([[1.0, 4.0], [1.0, 3.0]])
     new_lo, new_hi = bisect(lo, hi, np.array([1, 0]))

@@ -12,6 +12,13 @@ and bounds them all at once:
    forward bounds once more with CROWN's intermediate bounds (see
    :func:`box_bounds`).
 
+On Linear/ReLU chains (acasxu, control policies) both stages are replaced
+by :func:`verifier.bounds.chain.chain_bounds`: each box back-substitutes only
+its own unstable neurons, starts from its parent's pre-activation bounds
+(kept in the queue) and gets its float32 decision margins from the same
+passes. Measured on acasxu 3_3 prop_2 (one core, shared machine): about
+3000 sub-boxes per second, against about 500 with the two stages.
+
 A box is closed when every unsafe polytope of the case is refuted on it
 (:func:`verifier.bounds.margin.refuted`). An open box is split in two at the
 middle of the input with the largest ``|coef_i| x width_i`` of its worst
@@ -31,6 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from verifier.bounds.chain import Chain, chain_bounds
 from verifier.bounds.engine import compute_bounds
 from verifier.bounds.forward import spec_lower
 from verifier.bounds.inputs import Box
@@ -61,35 +69,103 @@ class SplitSettings:
     attack_steps: int = 20
     workers: int | None = None   # processes per region (None: ctx.options.workers)
     fork_after: float = 1.0      # seconds of search before the queue is shared
+    chain: bool = True           # Linear/Relu chains: per-box bounds (verifier.bounds.chain)
 
 
 class BoxQueue:
-    """Open sub-boxes with the lower bound of their parent, as flat arrays."""
+    """Open sub-boxes with the lower bound of their parent, and optionally
+    (``hint``) sound pre-activation bounds of each box (its parent's, stored
+    in float32 rounded outward), for :func:`chain_bounds`.
+
+    Flat arrays with spare capacity: popping ``count`` boxes moves at most
+    ``count`` rows (the last ones fill the holes), pushing appends, so a
+    round costs the batch, not the queue (plus one argpartition of the bounds).
+    """
 
     def __init__(self, lower, upper):
-        self.lower = lower[None].astype(np.float64)
-        self.upper = upper[None].astype(np.float64)
-        self.bound = np.array([-np.inf])
+        self.size = 1
+        self._lower = lower[None].astype(np.float64)
+        self._upper = upper[None].astype(np.float64)
+        self._bound = np.array([-np.inf])
+        self._hint = None
 
     def __len__(self):
-        return len(self.lower)
+        return self.size
+
+    lower = property(lambda self: self._lower[:self.size])
+    upper = property(lambda self: self._upper[:self.size])
+    bound = property(lambda self: self._bound[:self.size])
+    hint = property(lambda self: None if self._hint is None else
+                    tuple(h[:self.size] for h in self._hint))
+
+    @classmethod
+    def of(cls, lower, upper, bound, hint=None) -> "BoxQueue":
+        queue = cls(lower[0], upper[0])
+        queue.size = 0
+        queue.push(lower, upper, bound, hint, stored=True)
+        return queue
+
+    def take(self, index) -> "BoxQueue":
+        """A queue of the boxes ``index`` (this one unchanged)."""
+        hint = None if self._hint is None else tuple(h[:self.size][index] for h in self._hint)
+        return BoxQueue.of(self.lower[index], self.upper[index], self.bound[index], hint)
+
+    def replace(self, other: "BoxQueue"):
+        """Hold ``other``'s boxes instead of this queue's."""
+        self.size, self._lower, self._upper = other.size, other._lower, other._upper
+        self._bound, self._hint = other._bound, other._hint
+
+    def _arrays(self):
+        return [self._lower, self._upper, self._bound] + list(self._hint or ())
 
     def pop_worst(self, count):
-        """Remove and return the ``count`` boxes with the lowest bound."""
-        if len(self) > count:
-            pick = np.argpartition(self.bound, count)[:count]
-            rest = np.ones(len(self), dtype=bool)
-            rest[pick] = False
+        """Remove and return the ``count`` boxes with the lowest bound:
+        lower, upper and their hint ((lower, upper) float64, or None)."""
+        n = self.size
+        if n > count:
+            pick = np.argpartition(self._bound[:n], count)[:count]
         else:
-            pick, rest = np.arange(len(self)), np.zeros(len(self), dtype=bool)
-        taken = self.lower[pick], self.upper[pick]
-        self.lower, self.upper, self.bound = self.lower[rest], self.upper[rest], self.bound[rest]
-        return taken
+            pick = np.arange(n)
+        lower, upper = self._lower[pick], self._upper[pick]
+        hint = None if self._hint is None else tuple(h[pick].astype(np.float64)
+                                                    for h in self._hint)
+        rest = n - len(pick)
+        holes = pick[pick < rest]
+        taken = np.zeros(len(pick), dtype=bool)
+        taken[pick[pick >= rest] - rest] = True
+        movers = rest + np.flatnonzero(~taken)
+        for array in self._arrays():
+            array[holes] = array[movers]
+        self.size = rest
+        return lower, upper, hint
 
-    def push(self, lower, upper, bound):
-        self.lower = np.concatenate([self.lower, lower])
-        self.upper = np.concatenate([self.upper, upper])
-        self.bound = np.concatenate([self.bound, bound])
+    def push(self, lower, upper, bound, hint=None, stored=False):
+        """Add boxes; ``hint``: (lower, upper) pre-activation bounds (B, H) or
+        None (then the queue keeps none: every box must have one or none).
+        ``stored``: the hint is already float32, rounded outward."""
+        n, m = self.size, len(lower)
+        if hint is not None and (self._hint is not None or not n):
+            if not stored:
+                low32, up32 = float32_hull(*hint)
+                hint = (low32.astype(np.float32), up32.astype(np.float32))
+            if self._hint is None or self._hint[0].shape[1:] != hint[0].shape[1:]:
+                self._hint = tuple(np.empty((len(self._bound),) + h.shape[1:], np.float32)
+                                   for h in hint)
+        else:
+            self._hint, hint = None, None
+        if n + m > len(self._bound):
+            capacity = max(2 * len(self._bound), n + m)
+            grown = []
+            for array in self._arrays():
+                bigger = np.empty((capacity,) + array.shape[1:], array.dtype)
+                bigger[:n] = array[:n]
+                grown.append(bigger)
+            self._lower, self._upper, self._bound = grown[:3]
+            self._hint = tuple(grown[3:]) or None
+        new = [lower, upper, bound] + list(hint or ())
+        for array, values in zip(self._arrays(), new):
+            array[n:n + m] = values
+        self.size = n + m
 
 
 #: CROWN recomputes every intermediate bound by back-substitution to the input
@@ -242,6 +318,7 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
     case = search_case.case
     lp_budget = LpBudget(0.1)
     rows = CaseRows.of(case)
+    chain = Chain.of(graph) if settings.chain else None
     targets = Targets.from_polytopes(case.unsafe)
     root_width = case.region.upper - case.region.lower
     started = time.monotonic()
@@ -256,12 +333,21 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
             news = team.poll(ctx, case_index, queue, time.monotonic() - started)
             if news is not None:
                 return news
-        lower, upper = search_case.restrict(*queue.pop_worst(settings.batch), lp_budget)
+        lower, upper, hint = queue.pop_worst(settings.batch)
+        if search_case.constrained:
+            lower, upper = search_case.restrict(lower, upper, lp_budget)
+            hint = None  # boxes may have been dropped
         if not len(lower):
             continue
         boxes += len(lower)
-        bound, margin, coef = box_bounds(graph, lower, upper, rows, settings.crown,
-                                         ctx.deadline)
+        if chain is not None:
+            found = chain_bounds(graph, chain, lower, upper, rows, hint,
+                                 settings.crown, ctx.deadline)
+            bound, margin, coef = found.lower, found.margin, found.coef
+            hint = (found.pre_lower, found.pre_upper)
+        else:
+            bound, margin, coef = box_bounds(graph, lower, upper, rows, settings.crown,
+                                             ctx.deadline)
         if boxes == len(lower):
             record_root_margins(ctx.stats, margin)
         open_poly = rows.open_polytopes(bound, margin)
@@ -269,6 +355,8 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
         if not len(keep):
             continue
         lower, upper, bound, open_poly = lower[keep], upper[keep], bound[keep], open_poly[keep]
+        if hint is not None:
+            hint = tuple(np.concatenate([h[keep], h[keep]]) for h in hint)
         coef = None if coef is None else coef[keep]
         points = candidate_points(rows, coef, bound, open_poly, lower, upper)
         reps = len(points) // len(lower)
@@ -294,7 +382,8 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
                                        "not refute (within the decision margin) and that does "
                                        "not replay as a counterexample", boxes=boxes)
         dim = split_dimension(rows, bound, coef, open_poly, lower, upper, root_width)
-        queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]))
+        queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]),
+                   hint if chain is not None and not search_case.constrained else None)
     return SplitOutcome(True, "proved by input splitting", boxes=boxes)
 
 

@@ -18,13 +18,13 @@ every child's are. Children exit when the parent goes away (they watch their
 parent's pid) and are terminated when the search ends. Work is not
 rebalanced after the split: a child that closes its part early stays idle.
 
-Default: one process. Measured on acasxu (2-core machine, shared): no
-speed-up on 3_7 prop_1 (6.4 s vs 6.5 s), and 1_1 prop_2 went from 4.9 s to
-a timeout: the bounds are batch-independent, but the intermediate bounds
-CROWN tightens (only neurons unstable somewhere in the batch) are not, and
-the per-box float32 decision margins (:mod:`verifier.bounds.margin`) are
-computed from them; a half of the queue got looser margins and never
-closed. ``--workers N`` stays available for experiments.
+Default: one process. On Linear/ReLU chains the bounds and float32 margins
+of a box no longer depend on its batch (:mod:`verifier.bounds.chain`), but
+on the shared 2-core machine two processes were still slower (acasxu
+4_6 prop_1 3.1 s vs 2.2 s, 3_3 prop_9 4.9 s vs 4.5 s; the other cores
+were busy). Before that, with the engine's CROWN, a half of the queue got
+looser margins (its intermediate bounds depended on the batch) and 1_1
+prop_2 went from 4.9 s to a timeout. ``--workers N`` stays available.
 """
 from __future__ import annotations
 
@@ -111,16 +111,14 @@ class Team:
         context = multiprocessing.get_context("fork")
         self.messages = context.Queue()
         order = np.argsort(queue.bound, kind="stable")
-        lower, upper, bound = queue.lower[order], queue.upper[order], queue.bound[order]
-        queue.lower, queue.upper, queue.bound = lower[0::self.workers], upper[0::self.workers], \
-            bound[0::self.workers]
+        parts = [queue.take(order[j::self.workers]) for j in range(self.workers)]
+        queue.replace(parts[0])
         parent = os.getpid()
         for j in range(1, self.workers):
-            part = slice(j, None, self.workers)
             process = context.Process(
                 target=_child, daemon=True,
-                args=(ctx, case_index, self.search_case, self.settings, lower[part],
-                      upper[part], bound[part], self.messages, parent, j))
+                args=(ctx, case_index, self.search_case, self.settings, parts[j],
+                      self.messages, parent, j))
             process.start()
             self.processes.append(process)
         self.running = len(self.processes)
@@ -155,15 +153,12 @@ class Team:
                                         boxes=self.child_boxes)
 
 
-def _child(ctx, case_index, search_case, settings, lower, upper, bound, messages, parent,
-           number):
+def _child(ctx, case_index, search_case, settings, queue, messages, parent, number):
     """A worker: search its part of the queue, report candidates and the end."""
-    from verifier.search.input_split import BoxQueue, run_queue
+    from verifier.search.input_split import run_queue
 
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     ctx.rng = np.random.default_rng((ctx.options.seed, number))
-    queue = BoxQueue(lower[0], upper[0])
-    queue.lower, queue.upper, queue.bound = lower, upper, bound
 
     def report(ctx, case_index, points, margins, count, slack):
         best = np.argsort(margins)[:count]
