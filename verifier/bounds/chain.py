@@ -33,14 +33,15 @@ may split a queue freely.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from verifier.bounds.forward import spec_lower
-from verifier.bounds.margin import COMPARISON, FLOAT64_SLACK, MARGIN_FLOOR
+from verifier.bounds.margin import FLOAT64_SLACK, comparison_floor
 from verifier.bounds.result import Interval
-from verifier.bounds.roundoff import DIRECT_SLACK, _no_nan, _sweep
+from verifier.bounds.roundoff import DIRECT_SLACK, _no_nan, _sweep, paid
 from verifier.ir import ops
 
 #: elements of a coefficient block (boxes x rows x width) per chunk
@@ -143,7 +144,7 @@ def _backward(chain, lines, start, A, bias, lower, upper, own=None):
     cost = 0.0
     for k in range(start, -1, -1):
         if own is not None:
-            cost = cost + np.einsum("brn,bn->br", np.abs(A), own[k])
+            cost = cost + paid(A, own[k])
         bias = bias + A @ chain.biases[k]
         A = (A.reshape(-1, A.shape[-1]) @ chain.weights[k]).reshape(A.shape[:-1] + (-1,))
         if k:
@@ -184,9 +185,9 @@ def _tighten_layer(chain, lines, own, k, real, floats, lower, upper):
             value, _, cost = _backward(chain, sub, k - 1, A, bias, lower[boxes], upper[boxes],
                                        [o[boxes] for o in own])
             mine_own = own[k][boxes[:, None], rank]
-            paid = (cost + np.concatenate([mine_own, mine_own], axis=1)) * (1.0 + DIRECT_SLACK)
+            charge = (cost + np.concatenate([mine_own, mine_own], axis=1)) * (1.0 + DIRECT_SLACK)
         value = np.where(np.isnan(value), -np.inf, value)
-        float_value = np.where(np.isnan(paid), -np.inf, value - paid)
+        float_value = np.where(np.isnan(charge), -np.inf, value - charge)
         # only the box's own unstable neurons: its result must not depend on the chunk
         mine = unstable[boxes[:, None], rank]
         at = boxes[:, None], rank
@@ -232,11 +233,6 @@ def _node_bounds(graph, chain, lower, upper, pre):
     return bounds
 
 
-def _floor(C, d, out):
-    y = np.maximum(np.abs(out.lower), np.abs(out.upper))
-    return COMPARISON * (y @ np.abs(C).T + np.abs(d)) + MARGIN_FLOOR
-
-
 def chain_bounds(graph, chain: Chain, lower, upper, rows, given=None,
                  crown: bool = True, deadline=None) -> ChainBounds:
     """Bounds and decision margins of the rows ``C·y - d`` of ``rows`` (a
@@ -251,8 +247,6 @@ def chain_bounds(graph, chain: Chain, lower, upper, rows, given=None,
     ``deadline``, a ``time.monotonic()`` value, has passed: the bounds stay
     sound), and the float-valid final pass described in the module docstring.
     """
-    import time
-
     C = np.asarray(rows.C, dtype=np.float64)
     d = np.asarray(rows.d, dtype=np.float64)
     relus = chain.relus
@@ -270,7 +264,7 @@ def chain_bounds(graph, chain: Chain, lower, upper, rows, given=None,
     bounds = _node_bounds(graph, chain, lower, upper, pre)
     with np.errstate(invalid="ignore", over="ignore"):
         _, errors, own = _sweep(graph, bounds)
-    floor = _floor(C, d, bounds[graph.output])
+    floor = comparison_floor(C, d, bounds[graph.output])
     gap = np.abs(C) @ errors[graph.output].reshape(len(lower), -1).T
     margin = gap.T * (1.0 + FLOAT64_SLACK) + floor
     still = np.flatnonzero(rows.open_polytopes(bound, margin).any(axis=1)) if crown \
@@ -280,7 +274,7 @@ def chain_bounds(graph, chain: Chain, lower, upper, rows, given=None,
         sub = _open_boxes(graph, chain, lower[still], upper[still], C, d,
                           [(lo[still], up[still]) for lo, up in pre],
                           [e[still] for e in errors], [o[still] for o in own],
-                          floor[still], margin[still], deadline, time)
+                          floor[still], margin[still], deadline)
         low_s, margin[still], pre_s, direct[still] = sub
         # forward bounds again with the tightened intervals: their coefficients
         # score the split (measured, boxes to prove: acasxu 2_7 prop_1 957
@@ -319,7 +313,7 @@ def _final_lines(pre, kind):
 
 
 def _open_boxes(graph, chain, lower, upper, C, d, pre, errors, own, floor, margin,
-                deadline, time):
+                deadline):
     """The tightening and the final passes on the boxes left open: the rows'
     lower bounds, margins, input coefficients, pre-activation bounds and the
     float32 bounds (``-inf`` where not computed). ``errors``/``own``: the

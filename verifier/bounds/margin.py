@@ -65,6 +65,20 @@ def empty(lower, upper, tolerance: float = EMPTY_TOLERANCE) -> np.ndarray:
     return lower > upper + tolerance * (1.0 + np.abs(lower) + np.abs(upper))
 
 
+def comparison_floor(C, d, out) -> np.ndarray:
+    """``(B, R)``: ``COMPARISON·(|c|·|y| + |d|) + MARGIN_FLOOR``, the margin
+    every row keeps (``out``: the output's Interval ``(B, n_out)``; ``C``
+    ``(R, n_out)`` or ``(B or 1, R, n_out)``; ``d`` ``(R,)``, ``(B or 1, R)``
+    or None)."""
+    y = np.maximum(np.abs(out.lower), np.abs(out.upper))
+    C = np.abs(np.asarray(C, dtype=np.float64))
+    if C.ndim == 2:
+        C = C[None]
+    d = np.zeros(C.shape[1]) if d is None else np.abs(np.asarray(d, dtype=np.float64))
+    size = np.where(C > 0, C * y[:, None, :], 0.0).sum(axis=2)  # no inf * 0
+    return COMPARISON * (size + d) + MARGIN_FLOOR
+
+
 def decision_margins(graph, node_bounds, C, d=None, lower=None,
                      float32=False) -> np.ndarray:
     """``(B, R)`` margins of the rows ``C·y - d`` over a batch of regions.
@@ -83,17 +97,10 @@ def decision_margins(graph, node_bounds, C, d=None, lower=None,
     out = node_bounds[graph.output]
     if np.shape(C)[-2] == 0:  # no rows (a property without output constraints)
         return np.zeros((out.lower.shape[0], 0))
-    C_signed, d_signed = C, d
-    y = np.maximum(np.abs(out.lower), np.abs(out.upper))
-    C = np.abs(np.asarray(C, dtype=np.float64))
-    if C.ndim == 2:
-        C = C[None]
-    d = np.zeros(C.shape[1]) if d is None else np.abs(np.asarray(d, dtype=np.float64))
-    size = np.where(C > 0, C * y[:, None, :], 0.0).sum(axis=2)
-    floor = COMPARISON * (size + d) + MARGIN_FLOOR
+    floor = comparison_floor(C, d, out)
     if float32:
         return floor
-    margin = row_gaps(graph, node_bounds, C_signed) * (1.0 + FLOAT64_SLACK) + floor
+    margin = row_gaps(graph, node_bounds, C) * (1.0 + FLOAT64_SLACK) + floor
     if lower is None:
         which = np.arange(margin.shape[0])
     else:
@@ -101,16 +108,14 @@ def decision_margins(graph, node_bounds, C, d=None, lower=None,
         which = np.flatnonzero(((lower > floor) & (lower <= margin)).any(axis=1))
     if which.size == 0:
         return margin
-    C_signed = np.asarray(C_signed, dtype=np.float64)
-    C_signed = C_signed if C_signed.ndim == 3 else C_signed[None]
-    d_signed = np.zeros((1, C.shape[1])) if d_signed is None \
-        else np.asarray(d_signed, dtype=np.float64)
-    d_signed = d_signed if d_signed.ndim == 2 else d_signed[None]
+    C = np.asarray(C, dtype=np.float64)
+    C = C if C.ndim == 3 else C[None]
+    d = np.zeros((1, C.shape[1])) if d is None else np.asarray(d, dtype=np.float64)
+    d = d if d.ndim == 2 else d[None]
     direct = direct_lower(
         graph, {i: Interval(node_bounds[i].lower[which], node_bounds[i].upper[which])
                 for i in range(len(graph.nodes))},
-        C_signed[which] if C_signed.shape[0] > 1 else C_signed,
-        d_signed[which] if d_signed.shape[0] > 1 else d_signed)
+        C[which] if C.shape[0] > 1 else C, d[which] if d.shape[0] > 1 else d)
     margin = margin.copy()
     margin[which] = np.where(direct > floor[which], np.minimum(margin[which], floor[which]),
                              margin[which])
