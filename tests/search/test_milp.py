@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.bounds.nets import mlp
+from tests.builders import chain_model, save
 from tests.search.test_relu_split import box_property, random_mlp
 from verifier.bounds import Box, compute_bounds
 from verifier.ir import evaluate
@@ -84,3 +85,79 @@ def test_verify_proves_and_refutes_by_milp(tmp_path):
                                                                    pgd_restarts=1,
                                                                    pgd_steps=1))
     assert broken.verdict is Verdict.SAT
+
+
+def _classifier(tmp_path, seed, n_in=24, hidden=20, n_out=5):
+    """A 2-hidden-layer ReLU classifier; more than 16 inputs, so that ReLU
+    splitting (and with it the MILP) runs rather than input splitting."""
+    rng = np.random.default_rng(seed)
+    layers = [("Gemm", [rng.normal(size=(hidden, n_in)).astype(np.float32),
+                        (0.3 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
+              ("Relu", [], {}),
+              ("Gemm", [(rng.normal(size=(hidden, hidden)) / 3).astype(np.float32),
+                        (0.3 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
+              ("Relu", [], {}),
+              ("Gemm", [(rng.normal(size=(n_out, hidden)) / 3).astype(np.float32),
+                        np.zeros(n_out, np.float32)], {"transB": 1})]
+    return save(chain_model(layers, (1, n_in)), tmp_path / f"cls{seed}.onnx")
+
+
+# (seed, eps) where CROWN alone does not prove robustness and the MILP does
+# (seed 0 at eps 0.1: four rows)
+MILP_CASES = [(0, 0.08), (0, 0.1), (1, 0.04), (3, 0.02)]
+
+
+@pytest.mark.parametrize("seed,eps", MILP_CASES)
+def test_milp_rows_in_threads_answer_as_in_turn_and_proofs_hold_in_float32(tmp_path, seed,
+                                                                          eps):
+    """Rows solved two at a time give the verdict rows solved in turn give; a MILP
+    unsat holds on float32 points onnxruntime evaluates (random points and box
+    corners); fd 1 points where it pointed before (HiGHS's output is sent to
+    stderr only while it solves)."""
+    import os
+
+    from verifier.runtime import open_session
+    from verifier.spec.generate import robustness_property
+
+    net = _classifier(tmp_path, seed)
+    session = open_session(net, device="cpu")
+    x = np.random.default_rng(100 + seed).uniform(-1, 1, 24).astype(np.float32)
+    label = int(session.run(x[None]).argmax())
+    prop = robustness_property(x, label, eps, 5)
+    stdout_before = os.fstat(1)
+    answers = [verify(net, prop, Options(timeout=60, seed=0, workers=w)) for w in (1, 2)]
+    after = os.fstat(1)
+    assert (after.st_dev, after.st_ino) == (stdout_before.st_dev, stdout_before.st_ino)
+    assert [a.verdict for a in answers] == [Verdict.UNSAT] * 2, [a.reason for a in answers]
+    assert all("MILP" in a.reason and a.stats["milp"]["rows"] for a in answers)
+    region = prop.cases[0].region
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(region.lower, region.upper, (20000, x.size))
+    corners = np.where(rng.random((4096, x.size)) < 0.5, region.lower, region.upper)
+    y = session.run(np.concatenate([points, corners]).astype(np.float32))
+    assert (y[:, label:label + 1] > np.delete(y, label, axis=1)).all(), \
+        "an unsat with a float32 point of another class"
+
+
+def test_no_row_starts_after_a_failure():
+    import time as _time
+
+    started = []
+
+    def solve(r):
+        started.append(r)
+        _time.sleep(0.01 if r == 0 else 0.3)
+        return r
+
+    seen = []
+    failed = {"yes": False}
+    for r, answer in milp._solve_rows([0, 1, 2, 3, 4], solve, 2, lambda: failed["yes"]):
+        seen.append(r)
+        failed["yes"] = True  # the first answer fails the case
+    assert sorted(started) == [0, 1] and sorted(seen) == [0, 1]
+    # in turn (one worker): nothing after the failure
+    started.clear()
+    failed["yes"] = False
+    for r, answer in milp._solve_rows([0, 1, 2], solve, 1, lambda: failed["yes"]):
+        failed["yes"] = True
+    assert started == [0]

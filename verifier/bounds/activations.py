@@ -62,11 +62,14 @@ class Lines:
     upper_intercept: np.ndarray
 
     def backward(self, A):
-        """Coefficients on the input and the constant of a lower bound of ``A·f(x)``."""
-        pos = np.maximum(A, 0.0)
-        neg = np.minimum(A, 0.0)
-        A_in = pos * self.lower_slope + neg * self.upper_slope
-        bias = (pos * self.lower_intercept + neg * self.upper_intercept).sum(axis=-1)
+        """Coefficients on the input and the constant of a lower bound of ``A·f(x)``:
+        each coefficient takes the lower line where it is positive, the upper
+        one elsewhere (the same products as ``max(A,0)·lower + min(A,0)·upper``,
+        in fewer passes over ``A``)."""
+        up = A <= 0.0
+        A_in = A * np.where(up, self.upper_slope, self.lower_slope)
+        bias = np.einsum("...n,...n->...", A, np.where(up, self.upper_intercept,
+                                                      self.lower_intercept))
         return A_in, bias
 
     def forward(self, g, A):

@@ -85,7 +85,8 @@ def _back_linear(prep, i, node, A):
     A_in = (A.reshape(-1, out) @ node.weight).reshape(b, r, -1)
     bias = None
     if node.bias is not None:
-        bias = A.reshape(b, r, -1, out).sum(axis=2) @ node.bias
+        grouped = A if A.shape[-1] == out else A.reshape(b, r, -1, out).sum(axis=2)
+        bias = grouped @ node.bias
     return [A_in], bias
 
 

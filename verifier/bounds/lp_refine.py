@@ -54,7 +54,7 @@ def mlp_layers(graph):
     return linears, relus
 
 
-def _weights(node):
+def linear_weights(node):
     W = np.asarray(node.weight, np.float64)
     b = np.zeros(W.shape[0]) if node.bias is None else np.asarray(node.bias, np.float64)
     return W, b
@@ -74,7 +74,7 @@ def relaxation(graph, linears, relus, layer, lower0, upper0, bounds, binary=0):
     blocks, rhs, exact = [], [], []
     n_vars = int(offsets[-1])
     for k in range(layer):
-        W, b = _weights(graph.nodes[linears[k]])
+        W, b = linear_weights(graph.nodes[linears[k]])
         lo, hi = bounds[relus[k]]
         lb.append(np.maximum(lo, 0.0))
         ub.append(np.maximum(hi, 0.0))
@@ -225,7 +225,7 @@ def refine(graph, lower0, upper0, intermediate, scores=None, deadline=None,
             continue
         A, c, lb, ub, offset, integrality = relaxation(graph, linears, relus, layer,
                                                         lower0, upper0, bounds, binary)
-        W, b = _weights(graph.nodes[linears[layer]])
+        W, b = linear_weights(graph.nodes[linears[layer]])
         priority = (scores[node][unstable] if scores is not None and node in scores
                     else hi[unstable] - lo[unstable])
         order = unstable[np.argsort(-priority, kind="stable")]

@@ -112,5 +112,6 @@ def certify(graph, images: Images, eps: float, norm: str, clip, method: str) -> 
         bound = compute_bounds(graph, inputs, method=engine, C=C, upper=False,
                                options=options).lower
         lower = bound if lower is None else np.maximum(lower, bound)
-    margin = decision_margins(graph, ibp.node_bounds, C).max(axis=1, keepdims=True)
-    return np.all(refuted(lower, margin), axis=1)
+    # the direct float32 bound only where it can change a decision (see decision_margins)
+    margin = decision_margins(graph, ibp.node_bounds, C, lower=lower)
+    return np.all(refuted(lower, margin.max(axis=1, keepdims=True)), axis=1)
