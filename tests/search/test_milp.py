@@ -161,3 +161,57 @@ def test_no_row_starts_after_a_failure():
     for r, answer in milp._solve_rows([0, 1, 2], solve, 1, lambda: failed["yes"]):
         failed["yes"] = True
     assert started == [0]
+
+
+def _network_point(graph, enc, x):
+    """The encoding's variables at input ``x`` as the network computes them:
+    inputs, then per hidden layer z and a, then each unstable ReLU's phase."""
+    from verifier.bounds.lp_refine import linear_weights, mlp_layers
+
+    linears, relus = mlp_layers(graph)
+    values, a = [x], x
+    for k in range(len(relus)):
+        W, b = linear_weights(graph.nodes[linears[k]])
+        z = W @ a + b
+        a = np.maximum(z, 0.0)
+        values += [z, a]
+    v = np.concatenate(values)
+    phases = [(v[y_cols] > 0).astype(float) for _, _, _, y_cols, _ in enc.unstable]
+    return np.concatenate([v] + phases)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cuts_keep_every_network_point_and_tighten_the_relaxation(seed):
+    """Every ideal-formulation cut holds at network points (random inputs and box
+    corners, with their true phases); the LP bound only rises; the MILP with the
+    cuts still never claims a bound above the grid minimum."""
+    from scipy.optimize import LinearConstraint, Bounds, milp as scipy_milp
+
+    graph, enc, minimum = _setup(seed)
+    objectives = [milp.row_objective(enc, np.eye(3)[row], 0.0)[0] for row in range(3)]
+    strong = milp.strengthen(enc, objectives, rounds=3)
+    assert strong.A.shape[0] > enc.A.shape[0], "no cut was violated at any LP optimum"
+    rng = np.random.default_rng(seed)
+    lower, upper = enc.lb[:2], enc.ub[:2]
+    inputs = np.concatenate([rng.uniform(lower, upper, (3000, 2)),
+                             np.array([[lower[0], lower[1]], [lower[0], upper[1]],
+                                       [upper[0], lower[1]], [upper[0], upper[1]]])])
+    for x in inputs:
+        v = _network_point(graph, strong, x)
+        assert np.all(v >= strong.lb - 1e-12) and np.all(v <= strong.ub + 1e-12)
+        r = strong.A @ v
+        assert np.all(r <= strong.row_upper + 1e-9) and np.all(r >= strong.row_lower - 1e-9)
+    rises = []
+    for g in objectives:
+        lp = [scipy_milp(g, constraints=LinearConstraint(e.A, e.row_lower, e.row_upper),
+                         bounds=Bounds(e.lb, e.ub)).fun for e in (enc, strong)]
+        assert lp[1] >= lp[0] - 1e-9
+        rises.append(lp[1] - lp[0])
+    assert max(rises) > 1e-3, rises
+    for row in range(3):
+        c_row, d = np.eye(3)[row], minimum[row] - 1.0
+        g, constant = milp.row_objective(strong, c_row, d)
+        tol = milp.tolerance(strong, g, constant)
+        answer = milp.decide_row(strong, c_row, d, 1.0 - 3 * tol - 0.05, 30.0)
+        assert answer.status in ("proved", "optimal")
+        assert answer.lower <= 1.0 + 1e-9

@@ -16,6 +16,13 @@ faster this way. On that MLP, branch and bound on ReLU splits left many
 images open after 10 s (bounds still around -0.5 after a thousand
 sub-problems) where HiGHS decides a row in a few seconds.
 
+Before the rows are solved, one round of cuts of the ideal single-ReLU
+formulation (Anderson et al. 2020; :func:`strengthen`) is added where the LP
+relaxation's optimum for each open row violates them. On that MLP at eps 0.1
+(six hard images, 30 s each, one core, run side by side under load) this
+solved 6/6 in 86.8 s against 4/6 in 118.3 s without cuts and 5/6 in 105.7 s
+with two rounds.
+
 The open rows of a case are independent MILPs: they run on up to
 :func:`row_workers` threads at once (HiGHS releases the GIL while it solves);
 the first row that fails ends the case once the rows already running return.
@@ -47,6 +54,7 @@ intermediate bounds (widened boxes never remove a point).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import sys
@@ -67,6 +75,8 @@ MAX_BINARIES = 256
 #: 256x2 (prop 10 eps 0.05: 7.5 s vs 10.6 s; props 9, 11, 14 about even) and the
 #: MILP timed out on 256x4 (prop 7 eps 0.05, 177 binaries; splitting too)
 MAX_RELUS = 256
+#: rounds of ideal-formulation cuts added before a case's MILP (see strengthen)
+CUT_ROUNDS = 1
 #: relative slack on HiGHS's answers (see the module docstring)
 TOLERANCE = 1e-4
 #: HiGHS's tolerances, stated explicitly (its defaults); TOLERANCE is 100x these
@@ -95,6 +105,9 @@ class Encoding:
     weight: np.ndarray
     bias: np.ndarray
     n_inputs: int
+    #: per hidden layer with unstable ReLUs: (input columns, W and b of its
+    #: unstable neurons, their post-activation columns, their 0/1 columns)
+    unstable: tuple = ()
 
     @property
     def binaries(self) -> int:
@@ -157,6 +170,7 @@ def encode(graph, lower, upper, pre_activation) -> Encoding | None:
     n_vars = lower.size + 2 * sum(lo.size for lo, _ in bounds)
     delta = n_vars                        # next 0/1 column
     rows = _Rows()
+    table = []
     column = lower.size
     for k, (lo, hi) in enumerate(bounds):
         W, b = linear_weights(graph.nodes[linears[k]])
@@ -180,6 +194,8 @@ def encode(graph, lower, upper, pre_activation) -> Encoding | None:
         rows.add(np.column_stack([a[j], z[j], d]), np.column_stack([ones, -ones, -lo[j]]),
                  -np.inf, -lo[j])
         rows.add(np.column_stack([a[j], d]), np.column_stack([ones, -hi[j]]), -np.inf, 0.0)
+        if len(j):
+            table.append((prev, W[j], b[j], a[j], d))
         prev = a
     lb.append(np.zeros(binaries))
     ub.append(np.ones(binaries))
@@ -187,7 +203,87 @@ def encode(graph, lower, upper, pre_activation) -> Encoding | None:
     integrality = np.concatenate([np.zeros(n_vars), np.ones(binaries)])
     weight, bias = linear_weights(graph.nodes[linears[-1]])
     return Encoding(A, row_lower, row_upper, np.concatenate(lb), np.concatenate(ub),
-                    integrality, int(prev[0]), weight, bias, lower.size)
+                    integrality, int(prev[0]), weight, bias, lower.size, tuple(table))
+
+
+def strengthen(enc: Encoding, objectives, rounds: int | None = None,
+               deadline: float | None = None) -> Encoding:
+    """``enc`` with cuts of the ideal single-ReLU formulation (Anderson et al.,
+    "Strong mixed-integer programming formulations for trained neural
+    networks", 2020) that the LP relaxation's optima violate.
+
+    For ``y = max(0, w·x + b)`` with ``x`` in the box ``[L, U]`` and ``δ`` its
+    phase, every subset I of the inputs gives the valid inequality
+    ``y <= sum_{i in I} w_i (x_i - L'_i (1 - δ)) + (b + sum_{i not in I} w_i U'_i) δ``
+    (``L'_i``, ``U'_i`` the box ends that minimise and maximise ``w_i x_i``);
+    the big-M rows are the two extreme subsets. For each objective (a row's
+    ``g``) and round, the LP relaxation is solved, and for each unstable ReLU
+    the subset most violated at its optimum (``i in I`` iff ``w_i (x_i - L'_i
+    (1 - δ)) < w_i U'_i δ``) is added when it cuts the point off. Each holds
+    at every point of the network (``δ`` = [z > 0], or either at z = 0), so no
+    point of the network is removed: the MILP stays exact and the cuts only
+    tighten its relaxation. On the digits MLP at eps 0.1 one round lifts
+    the root LP bound of a hard row from -2.9 to -1.7 (HiGHS's own root cuts
+    reach -1.6 in 5 s). The right-hand sides get a relative slack of 1e-9
+    against float64 rounding in their sums."""
+    import scipy.sparse as sp
+    from scipy.optimize import Bounds, LinearConstraint
+    from scipy.optimize import milp as _scipy_milp
+
+    rounds = CUT_ROUNDS if rounds is None else rounds
+    if not enc.unstable or rounds <= 0:
+        return enc
+    A, row_lower, row_upper = enc.A, enc.row_lower, enc.row_upper
+    for _ in range(rounds):
+        found = _Rows()
+        for g in objectives:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                with _quiet_highs():
+                    res = _scipy_milp(g, constraints=LinearConstraint(A, row_lower, row_upper),
+                                      bounds=Bounds(enc.lb, enc.ub),
+                                      options={"disp": False, "presolve": True})
+            except ValueError:
+                res = None
+            if res is None or res.x is None:
+                continue
+            _separate(enc, res.x, found)
+        if not found.count:
+            break
+        extra, low, high = found.matrix(A.shape[1])
+        A = sp.vstack([A, extra]).tocsr()
+        row_lower = np.concatenate([row_lower, low])
+        row_upper = np.concatenate([row_upper, high])
+    return dataclasses.replace(enc, A=A, row_lower=row_lower, row_upper=row_upper)
+
+
+def _separate(enc: Encoding, v: np.ndarray, out: "_Rows") -> None:
+    """Add to ``out`` the most violated ideal-formulation cut of each unstable
+    ReLU at the LP point ``v`` (see :func:`strengthen`), where it is violated."""
+    for cols, W, b, y_cols, d_cols in enc.unstable:
+        L, U = enc.lb[cols], enc.ub[cols]
+        low = np.where(W >= 0, L, U)             # L'
+        high = np.where(W >= 0, U, L)            # U'
+        x, y, d = v[cols], v[y_cols], v[d_cols][:, None]
+        inside = W * (x - low * (1.0 - d))       # (J, n): the terms of i in I
+        outside = W * high * d
+        chosen = inside < outside
+        bound = np.where(chosen, inside, outside).sum(axis=1) + b * d[:, 0]
+        scale = np.abs(np.where(chosen, inside, outside)).sum(axis=1) + np.abs(b) + 1.0
+        hit = np.flatnonzero(y > bound + 1e-6 * scale)
+        if not len(hit):
+            continue
+        chosen, Wh, lowh, highh = chosen[hit], W[hit], low[hit], high[hit]
+        in_w = np.where(chosen, Wh, 0.0)
+        constant = (in_w * lowh).sum(axis=1)                               # sum_I w L'
+        d_coef = -(constant + b[hit] + np.where(chosen, 0.0, Wh * highh).sum(axis=1))
+        rhs = -constant
+        slack = 1e-9 * (np.abs(in_w * lowh).sum(axis=1) + np.abs(d_coef) + 1.0)
+        n_in = len(cols)
+        out.add(np.column_stack([np.broadcast_to(cols, (len(hit), n_in)), y_cols[hit],
+                                 d_cols[hit]]),
+                np.column_stack([-in_w, np.ones(len(hit)), d_coef]), -np.inf, rhs + slack)
 
 
 @dataclass(frozen=True)
@@ -348,6 +444,11 @@ def prove_case(ctx, case_index, box, rows, root, margin):
     lower, margin = root.lower[0], np.broadcast_to(margin, root.lower.shape)[0]
     todo = [int(r) for r in np.argsort(lower) if not refuted(lower[r], margin[r])]
     record = ctx.stats.setdefault("milp", {"binaries": enc.binaries, "rows": []})
+    if todo:
+        before = enc.A.shape[0]
+        enc = strengthen(enc, [row_objective(enc, rows.C[r], rows.d[r])[0] for r in todo],
+                         deadline=time.monotonic() + 0.2 * ctx.time_left())
+        record["cuts"] = enc.A.shape[0] - before
 
     def solve(r):
         left = ctx.time_left()
