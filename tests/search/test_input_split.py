@@ -230,21 +230,30 @@ def output_range(graph):
     return (y[:, 0] - y[:, 1]).min(), (y[:, 0] - y[:, 1]).max()
 
 
-def test_search_proves_a_safe_region_in_small_batches(tmp_path):
+#: a second row of the same polytope that every output meets: the search
+#: then looks ahead (look_ahead), the unsafe set is the same
+ALWAYS = "(<= (- Y_1 Y_0) 1000.0)"
+
+
+@pytest.mark.parametrize("extra", ["", ALWAYS])
+def test_search_proves_a_safe_region_in_small_batches(tmp_path, extra):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
     low, high = output_range(graph)
-    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})")
+    row = f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})"
+    ctx, _ = context(tmp_path, f"(and {row} {extra})" if extra else row)
     outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16))
     assert outcome.proved, outcome.reason
     assert outcome.boxes > 1  # needed splitting
     assert ctx.stats["search_seconds"] > 0
 
 
-def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path):
+@pytest.mark.parametrize("extra", ["", ALWAYS])
+def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path, extra):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
     low, _ = output_range(graph)
     # just above the sampled minimum: a small unsafe set, reached by the search
-    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low) + 1e-3)})")
+    row = f"(<= (- Y_0 Y_1) {literal(float(low) + 1e-3)})"
+    ctx, _ = context(tmp_path, f"(and {row} {extra})" if extra else row)
     outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16, attack_share=0.0))
     assert not outcome.proved and outcome.counterexample is not None
     x = outcome.counterexample.x
