@@ -14,7 +14,7 @@ from verifier.ir import evaluate
 from verifier.result import replay_counterexample
 from verifier.runtime import open_session
 from verifier.search.input_split import (
-    BoxQueue, SplitSettings, bisect, box_bounds, search, split_dimension,
+    BoxQueue, SplitSettings, bisect, box_bounds, look_ahead, search, split_dimension,
 )
 from verifier.search.plan import search_plan
 from verifier.search.rows import CaseRows
@@ -51,8 +51,9 @@ def test_case_rows_match_a_loop_over_polytopes():
 def test_queue_pops_the_lowest_bounds_and_bisect_halves_exactly():
     queue = BoxQueue(np.zeros(2), np.ones(2))
     queue.push(np.zeros((3, 2)), np.ones((3, 2)), np.array([5.0, -3.0, 1.0]))
-    lower, _, hint = queue.pop_worst(2)
+    lower, _, hint, known = queue.pop_worst(2)
     assert len(lower) == 2 and sorted(queue.bound) == [1.0, 5.0] and hint is None
+    assert known is None
     # hints (pre-activation bounds) travel with their boxes, rounded outward to float32
     queue = BoxQueue(np.zeros(2), np.ones(2))
     queue.pop_worst(1)
@@ -61,7 +62,7 @@ def test_queue_pops_the_lowest_bounds_and_bisect_halves_exactly():
         hint = (np.tile(bound[:, None], (1, 3)) + 0.1, np.tile(bound[:, None], (1, 3)) + 0.2)
         queue.push(np.tile(bound[:, None], (1, 2)), np.tile(bound[:, None], (1, 2)) + 1,
                    bound, hint)
-        lower, upper, got = queue.pop_worst(2)
+        lower, upper, got, _ = queue.pop_worst(2)
         assert np.all(got[0][:, 0] <= lower[:, 0] + 0.1) and np.all(got[1][:, 0] >= lower[:, 0] + 0.2)
         assert np.all(got[1][:, 0] - lower[:, 0] < 0.2 + 1e-5)
     assert len(queue) == 9 and sorted(queue.bound)[:3] == [11.0, 12.0, 13.0]
@@ -70,6 +71,21 @@ def test_queue_pops_the_lowest_bounds_and_bisect_halves_exactly():
     assert len(halves) == 5 and halves.hint[0].shape == (5, 3)
     queue.push(np.zeros((1, 2)), np.ones((1, 2)), np.zeros(1))  # no hint: none kept
     assert queue.hint is None and len(queue) == 10
+    # what look_ahead found travels with its box, exactly (float64)
+    queue = BoxQueue(np.zeros(2), np.ones(2))
+    queue.pop_worst(1)
+    for round_ in range(3):
+        bound = np.arange(5.0) + 10 * round_
+        known = (bound[:, None] + np.pi, bound[:, None] / 3, np.tile(bound[:, None, None], (1, 1, 2)))
+        queue.push(np.tile(bound[:, None], (1, 2)), np.tile(bound[:, None], (1, 2)) + 1,
+                   bound, known=known)
+        lower, _, _, got = queue.pop_worst(2)
+        assert np.array_equal(got[0][:, 0], lower[:, 0] + np.pi)
+        assert np.array_equal(got[1][:, 0], lower[:, 0] / 3)
+        assert got[2].shape == (2, 1, 2) and np.array_equal(got[2][:, 0, 1], lower[:, 0])
+    halves = queue.take(np.arange(9)[::2])
+    lower, _, _, got = halves.pop_worst(5)
+    assert len(lower) == 5 and np.array_equal(got[1][:, 0], lower[:, 0] / 3)
     lo = np.array([[0.0, 0.0], [-1.0, 2.0]])
     hi = np.array([[1.0, 4.0], [1.0, 3.0]])
     new_lo, new_hi = bisect(lo, hi, np.array([1, 0]))
@@ -129,6 +145,61 @@ def test_box_bounds_hold_on_samples_and_corners(tmp_path, crown):
         assert np.all(y @ rows.C.T - rows.d >= bound[b] - 1e-9)
 
 
+@pytest.mark.parametrize("tries", [1, 2, 3])
+def test_look_ahead_queues_each_child_with_its_own_bounds_and_drops_only_safe_ones(
+        tmp_path, tries):
+    """The children look_ahead queues carry exactly what chain_bounds finds on
+    them (from their parent's pre-activation bounds); every sampled float32
+    point (onnxruntime) of a parent that is unsafe lies in a queued child."""
+    from verifier.bounds.chain import Chain, chain_bounds
+
+    path, graph = relu_net(tmp_path)
+    chain = Chain.of(graph)
+    session = open_session(read_model_proto(path), device="cpu")
+    rng = np.random.default_rng(5)
+    centre = rng.uniform(-1, 1, size=(40, 3))
+    radius = rng.uniform(0.05, 0.4, size=(40, 3))
+    centre[:, 0], radius[:, 0] = np.linspace(-2, 2, 40), 0.04  # disjoint boxes
+    lower, upper = centre - radius, centre + radius
+    x = lower[:, None] + rng.random((40, 400, 3)) * (upper - lower)[:, None]
+    y = session.run(x.reshape(-1, 1, 3).astype(np.float32)).reshape(40, 400, -1)
+    gap = y[..., 0] - y[..., 1]
+    # unsafe: Y_0 - Y_1 <= level, reached in some boxes and not in others
+    level = float(np.quantile(gap.min(axis=1), 0.5))
+    rows = CaseRows(np.array([[1.0, -1.0]]), np.array([level]), np.zeros(1, int), 1,
+                    np.zeros(1, np.intp))
+    found = chain_bounds(graph, chain, lower, upper, rows)
+    open_poly = rows.open_polytopes(found.lower, found.margin)
+    keep = np.flatnonzero(open_poly[:, 0])
+    assert 0 < len(keep) < 40
+    hint = (found.pre_lower[keep], found.pre_upper[keep])
+    dim = split_dimension(rows, found.lower[keep], found.coef[keep], open_poly[keep],
+                          lower[keep], upper[keep])
+    (child_low, child_up, order, child_hint), known, bounded = look_ahead(
+        graph, chain, rows, lower[keep], upper[keep], hint, found.lower[keep],
+        found.coef[keep], open_poly[keep], dim, SplitSettings(lookahead=tries))
+    row_bound, margin, coef = known
+    assert 2 * len(keep) <= bounded <= 2 * tries * len(keep)
+    assert len(child_low) and np.all(rows.open_polytopes(row_bound, margin))
+    # each child is a half of a parent, and its bounds are its own
+    parent = np.array([np.flatnonzero(np.all((lower[keep] <= lo) & (up <= upper[keep]), axis=1))[0]
+                       for lo, up in zip(child_low, child_up)])
+    again = chain_bounds(graph, chain, child_low, child_up, rows,
+                         (hint[0][parent], hint[1][parent]))
+    # (equal up to float64 rounding: the batch's chunking changes BLAS's shapes)
+    assert np.allclose(row_bound, again.lower, rtol=1e-12, atol=1e-12)
+    assert np.allclose(margin, again.margin, rtol=1e-12, atol=1e-15)
+    assert np.allclose(coef, again.coef, rtol=1e-12, atol=1e-12)
+    assert np.array_equal(order, row_bound[:, 0])
+    assert np.allclose(child_hint[0], again.pre_lower, rtol=1e-12, atol=1e-12)
+    # unsafe float32 points of the parents are all in queued children
+    for b, k in enumerate(keep):
+        unsafe = x[k][gap[k] <= level]
+        inside = np.any(np.all((child_low[:, None] <= unsafe[None]) &
+                               (unsafe[None] <= child_up[:, None]), axis=2), axis=0)
+        assert inside.all()
+
+
 def context(tmp_path, unsafe, timeout=30.0):
     path, graph = relu_net(tmp_path)
     lines = [f"(declare-const X_{i} Real)" for i in range(3)]
@@ -159,21 +230,30 @@ def output_range(graph):
     return (y[:, 0] - y[:, 1]).min(), (y[:, 0] - y[:, 1]).max()
 
 
-def test_search_proves_a_safe_region_in_small_batches(tmp_path):
+#: a second row of the same polytope that every output meets: the search
+#: then looks ahead (look_ahead), the unsafe set is the same
+ALWAYS = "(<= (- Y_1 Y_0) 1000.0)"
+
+
+@pytest.mark.parametrize("extra", ["", ALWAYS])
+def test_search_proves_a_safe_region_in_small_batches(tmp_path, extra):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
     low, high = output_range(graph)
-    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})")
+    row = f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})"
+    ctx, _ = context(tmp_path, f"(and {row} {extra})" if extra else row)
     outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16))
     assert outcome.proved, outcome.reason
     assert outcome.boxes > 1  # needed splitting
     assert ctx.stats["search_seconds"] > 0
 
 
-def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path):
+@pytest.mark.parametrize("extra", ["", ALWAYS])
+def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path, extra):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
     low, _ = output_range(graph)
     # just above the sampled minimum: a small unsafe set, reached by the search
-    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low) + 1e-3)})")
+    row = f"(<= (- Y_0 Y_1) {literal(float(low) + 1e-3)})"
+    ctx, _ = context(tmp_path, f"(and {row} {extra})" if extra else row)
     outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=16, attack_share=0.0))
     assert not outcome.proved and outcome.counterexample is not None
     x = outcome.counterexample.x

@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import ndtr
 
 from verifier.ir import ops
 from verifier.ir.evaluate import gelu, sigmoid
@@ -432,6 +431,8 @@ class GeluAct(PiecewiseMonotoneDerivative):
         return gelu(x)
 
     def df(self, x):
+        from scipy.special import ndtr  # on first use: scipy.special takes ~0.3 s to import
+
         return ndtr(x) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi)
 
     def d2f(self, x):

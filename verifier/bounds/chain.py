@@ -125,11 +125,12 @@ def _relu_lines(lower, upper):
 
 
 def _through_relu(A, bias, line):
-    """Coefficients on a Relu's input and the bias, from ``A`` on its output."""
+    """Coefficients on a Relu's input and the bias, from ``A`` on its output
+    (``A`` is overwritten)."""
     low, up, intercept = line
     neg = np.minimum(A, 0.0)
     bias = bias + np.einsum("brn,bn->br", neg, intercept)
-    A = A * low[:, None, :]
+    A *= low[:, None, :]
     neg *= (up - low)[:, None, :]
     A += neg
     return A, bias

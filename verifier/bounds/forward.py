@@ -39,6 +39,14 @@ def _concretize(form, center, radius):
             + const)
 
 
+def _concretize_upper(form, center, radius):
+    """Upper bound of ``form·[x; 1]`` over the boxes: ``-_concretize(-form)``
+    without negating the form (the same floating-point result)."""
+    coef, const = form[..., :-1], form[..., -1]
+    return (np.einsum("nbd,bd->nb", coef, center) + np.einsum("nbd,bd->nb", np.abs(coef), radius)
+            + const)
+
+
 def _affine(W, lo_form, up_form):
     """Forms of ``W·v`` on the last axis of ``v`` for ``v`` between lo_form
     and up_form; W (m, k), forms (n, B, d+1) over the flat entries of ``v``.
@@ -51,8 +59,12 @@ def _affine(W, lo_form, up_form):
     up = up_form.reshape(n // k, k, batch * cols)
     # pos·lo + neg·up = W·mid - |W|·rad with mid, rad the forms' centre and
     # half-difference: two products instead of four
-    mid = W @ (0.5 * (lo + up))
-    rad = np.abs(W) @ (0.5 * (up - lo))
+    mid = lo + up
+    mid *= 0.5
+    rad = up - lo
+    rad *= 0.5
+    mid = W @ mid
+    rad = np.abs(W) @ rad
     shape = (n // k * m, batch, cols)
     return (mid - rad).reshape(shape), (mid + rad).reshape(shape)
 
@@ -98,7 +110,7 @@ def forward_bounds(graph, lower, upper, given=None):
             lo, up = lo + lo2, up + up2
         elif isinstance(node, (ops.Relu, ops.PRelu)):
             l = _concretize(lo, center, radius)
-            u = -_concretize(-up, center, radius)
+            u = _concretize_upper(up, center, radius)
             if given is not None and i in given:
                 l = np.maximum(l, given[i].lower.T)
                 u = np.minimum(u, given[i].upper.T)

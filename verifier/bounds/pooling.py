@@ -18,7 +18,6 @@ each entry on a box (it is increasing in ``x_i`` and decreasing in the others).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logsumexp
 
 from verifier.ir import functional as F
 
@@ -101,6 +100,8 @@ def softmax_ibp(prep, i, lower, upper):
         ones = np.ones_like(lower)
         return ones, ones
     off_diagonal = ~np.eye(k, dtype=bool)
+
+    from scipy.special import expit, logsumexp  # on first use (a slow import)
 
     def bound(numerator, others):
         # 1 / (1 + sum_{j != i} exp(others_j - numerator_i)), via a log-sum-exp

@@ -23,7 +23,10 @@ A box is closed when every unsafe polytope of the case is refuted on it
 (:func:`verifier.bounds.margin.refuted`). An open box is split in two at the
 middle of the input with the largest ``|coef_i| x width_i`` of its worst
 open row (the "smear" of ReluVal, Wang et al. 2018, read off the symbolic
-bound for free): halving that input raises the linear bound the most.
+bound for free): halving that input raises the linear bound the most. On
+chains, :func:`look_ahead` bounds the children of that split and of the
+next best smear input, keeps the split whose worse child is better, and
+queues its children with their bounds, so they are not bounded again.
 
 Falsification is amortised over the bound calls: the centre and the
 minimiser of the linear bound of each open box are evaluated in float64 (one
@@ -70,12 +73,17 @@ class SplitSettings:
     workers: int | None = None   # processes per region (None: ctx.options.workers)
     fork_after: float = 1.0      # seconds of search before the queue is shared
     chain: bool = True           # Linear/Relu chains: per-box bounds (verifier.bounds.chain)
+    lookahead: int = 2           # inputs tried per split (look_ahead: chains, polytopes of >1 row)
 
 
 class BoxQueue:
-    """Open sub-boxes with the lower bound of their parent, and optionally
-    (``hint``) sound pre-activation bounds of each box (its parent's, stored
-    in float32 rounded outward), for :func:`chain_bounds`.
+    """Open sub-boxes with a lower bound for their order (their parent's, or
+    their own), optionally (``hint``) sound pre-activation bounds of each box
+    (its parent's, stored in float32 rounded outward), for
+    :func:`chain_bounds`, and optionally (``known``) what bounding the box
+    itself found, when that was done before it was queued
+    (:func:`look_ahead`): its rows' lower bounds and margins (B, R) and the
+    input coefficients (B, R, n_in), kept exactly (float64).
 
     Flat arrays with spare capacity: popping ``count`` boxes moves at most
     ``count`` rows (the last ones fill the holes), pushing appends, so a
@@ -88,6 +96,7 @@ class BoxQueue:
         self._upper = upper[None].astype(np.float64)
         self._bound = np.array([-np.inf])
         self._hint = None
+        self._known = None
 
     def __len__(self):
         return self.size
@@ -99,28 +108,31 @@ class BoxQueue:
                     tuple(h[:self.size] for h in self._hint))
 
     @classmethod
-    def of(cls, lower, upper, bound, hint=None) -> "BoxQueue":
+    def of(cls, lower, upper, bound, hint=None, known=None) -> "BoxQueue":
         queue = cls(lower[0], upper[0])
         queue.size = 0
-        queue.push(lower, upper, bound, hint, stored=True)
+        queue.push(lower, upper, bound, hint, stored=True, known=known)
         return queue
 
     def take(self, index) -> "BoxQueue":
         """A queue of the boxes ``index`` (this one unchanged)."""
-        hint = None if self._hint is None else tuple(h[:self.size][index] for h in self._hint)
-        return BoxQueue.of(self.lower[index], self.upper[index], self.bound[index], hint)
+        hint, known = ((None if extra is None else tuple(h[:self.size][index] for h in extra))
+                       for extra in (self._hint, self._known))
+        return BoxQueue.of(self.lower[index], self.upper[index], self.bound[index], hint, known)
 
     def replace(self, other: "BoxQueue"):
         """Hold ``other``'s boxes instead of this queue's."""
         self.size, self._lower, self._upper = other.size, other._lower, other._upper
-        self._bound, self._hint = other._bound, other._hint
+        self._bound, self._hint, self._known = other._bound, other._hint, other._known
 
     def _arrays(self):
-        return [self._lower, self._upper, self._bound] + list(self._hint or ())
+        return ([self._lower, self._upper, self._bound] + list(self._hint or ())
+                + list(self._known or ()))
 
     def pop_worst(self, count):
         """Remove and return the ``count`` boxes with the lowest bound:
-        lower, upper and their hint ((lower, upper) float64, or None)."""
+        lower, upper, their hint ((lower, upper) float64, or None) and what
+        is known of them (or None)."""
         n = self.size
         if n > count:
             pick = np.argpartition(self._bound[:n], count)[:count]
@@ -129,6 +141,7 @@ class BoxQueue:
         lower, upper = self._lower[pick], self._upper[pick]
         hint = None if self._hint is None else tuple(h[pick].astype(np.float64)
                                                     for h in self._hint)
+        known = None if self._known is None else tuple(k[pick] for k in self._known)
         rest = n - len(pick)
         holes = pick[pick < rest]
         taken = np.zeros(len(pick), dtype=bool)
@@ -137,22 +150,25 @@ class BoxQueue:
         for array in self._arrays():
             array[holes] = array[movers]
         self.size = rest
-        return lower, upper, hint
+        return lower, upper, hint, known
 
-    def push(self, lower, upper, bound, hint=None, stored=False):
+    def push(self, lower, upper, bound, hint=None, stored=False, known=None):
         """Add boxes; ``hint``: (lower, upper) pre-activation bounds (B, H) or
-        None (then the queue keeps none: every box must have one or none).
+        None, ``known``: (row bounds, margins, coefficients) or None (the
+        queue keeps each only while every box has one).
         ``stored``: the hint is already float32, rounded outward."""
         n, m = self.size, len(lower)
         if hint is not None and (self._hint is not None or not n):
             if not stored:
                 low32, up32 = float32_hull(*hint)
                 hint = (low32.astype(np.float32), up32.astype(np.float32))
-            if self._hint is None or self._hint[0].shape[1:] != hint[0].shape[1:]:
-                self._hint = tuple(np.empty((len(self._bound),) + h.shape[1:], np.float32)
-                                   for h in hint)
+            self._hint = _room(self._hint, hint, len(self._bound))
         else:
             self._hint, hint = None, None
+        if known is not None and (self._known is not None or not n):
+            self._known = _room(self._known, known, len(self._bound))
+        else:
+            self._known, known = None, None
         if n + m > len(self._bound):
             capacity = max(2 * len(self._bound), n + m)
             grown = []
@@ -161,11 +177,22 @@ class BoxQueue:
                 bigger[:n] = array[:n]
                 grown.append(bigger)
             self._lower, self._upper, self._bound = grown[:3]
-            self._hint = tuple(grown[3:]) or None
-        new = [lower, upper, bound] + list(hint or ())
+            extra = len(self._hint or ())
+            self._hint = tuple(grown[3:3 + extra]) or None
+            self._known = tuple(grown[3 + extra:]) or None
+        new = [lower, upper, bound] + list(hint or ()) + list(known or ())
         for array, values in zip(self._arrays(), new):
             array[n:n + m] = values
         self.size = n + m
+
+
+def _room(stored, values, capacity):
+    """``stored`` (arrays of ``capacity`` rows), or new empty ones when
+    ``values`` do not fit their shapes and types."""
+    if stored is None or any(s.shape[1:] != v.shape[1:] or s.dtype != v.dtype
+                             for s, v in zip(stored, values)):
+        return tuple(np.empty((capacity,) + v.shape[1:], v.dtype) for v in values)
+    return stored
 
 
 #: CROWN recomputes every intermediate bound by back-substitution to the input
@@ -234,15 +261,93 @@ def split_dimension(rows: CaseRows, bound, coef, open_poly, lower, upper, root_w
     widest = relative.argmax(axis=1)
     if coef is None:
         return widest
+    pick = np.arange(len(bound))
+    dim = smear(rows, bound, coef, open_poly, width).argmax(axis=1)
+    narrow = relative[pick, dim] * guard < relative[pick, widest]
+    return np.where(narrow, widest, dim)
+
+
+def smear(rows: CaseRows, bound, coef, open_poly, width):
+    """(B, n_in) ``|coef_i| x width_i`` on the best row of each box's worst
+    open polytope; -1 on inputs of zero width."""
     best, best_row = rows.best_rows(bound)
     best = np.where(open_poly, best, np.inf)
     pick = np.arange(len(bound))
     row = best_row[pick, best.argmin(axis=1)]
     score = np.abs(coef[pick, row]) * width
     score[width <= 0] = -1.0
-    dim = score.argmax(axis=1)
-    narrow = relative[pick, dim] * guard < relative[pick, widest]
-    return np.where(narrow, widest, dim)
+    return score
+
+
+def look_ahead(graph, chain, rows: CaseRows, lower, upper, hint, bound, coef, open_poly, dim,
+               settings: SplitSettings, deadline=None):
+    """Split each open box (B, n_in) along the best of ``settings.lookahead``
+    inputs, judged by bounding the children: ``dim`` (the guarded smear
+    choice of :func:`split_dimension`) and the inputs with the next largest
+    smear. Each candidate's two children get :func:`chain_bounds` (from the
+    box's pre-activation bounds ``hint``); the split whose worse child has
+    the larger worst open ``bound - margin`` wins (closed children count as
+    ``inf``; ties go to ``dim``). Boxes whose children under ``dim`` are both
+    closed try nothing else.
+
+    The chosen children are bounded already, so they are queued with what
+    was found (their bounds, margins, coefficients, and pre-activation
+    bounds for their own children) and are not bounded again. Returns the
+    open children as :meth:`BoxQueue.push` takes them (lower, upper, order
+    bound, hint), what is known of them (``known``) and the number of boxes
+    bounded.
+
+    Measured (boxes bounded and search seconds, one process, shared 2-core
+    machine; lookahead 2 against 1, the smear alone): acasxu 1_1 prop_2 581
+    boxes, 1.6 s against 2649, 5.5 s (its polytope has four rows: the
+    children's own relaxations show which split helps the other rows);
+    4_6 prop_1 1177 against 1179, 3_3 prop_9 4569 against 4401, 5_3 prop_2
+    (sat) 15555 against 15197, each within the machine's noise in time.
+    Lookahead 3 bounded more on 3_3 prop_9 (5371) and 5_3 prop_2 (20677).
+    On the hard rows whose polytopes have one row each (prop_1, prop_9) it
+    bounded 8863 boxes against 8405 in all, so :func:`run_queue` looks
+    ahead only where some polytope has several rows.
+    """
+    batch = len(lower)
+    score = smear(rows, bound, coef, open_poly, upper - lower)
+    score[np.arange(batch), dim] = np.inf
+    tries = np.argsort(-score, axis=1, kind="stable")[:, :max(settings.lookahead, 1)]
+    # never an input of zero width (its halves are the box itself)
+    tries = np.where(np.take_along_axis(score, tries, axis=1) < 0, dim[:, None], tries)
+    given = tuple(np.concatenate([h, h]) for h in hint)
+    best = np.full(batch, -np.inf)
+    choice = np.zeros(batch, dtype=np.intp)
+    found_all, which_all = [], []
+    bounded = 0
+    for j in range(tries.shape[1]):
+        which = np.arange(batch) if j == 0 else np.flatnonzero(best < np.inf)
+        if not len(which):
+            break
+        both = np.concatenate([which, which + batch])
+        low, up = bisect(lower[which], upper[which], tries[which, j])
+        found = chain_bounds(graph, chain, low, up, rows,
+                             tuple(g[both] for g in given), settings.crown, deadline)
+        bounded += len(low)
+        gap = rows.worst_open(found.lower - found.margin,
+                              rows.open_polytopes(found.lower, found.margin))
+        worse = np.minimum(gap[:len(which)], gap[len(which):])
+        better = worse > best[which]
+        best[which[better]] = worse[better]
+        choice[which[better]] = j
+        found_all.append((low, up, found))
+        which_all.append(which)
+    parts = []
+    for j, ((low, up, found), which) in enumerate(zip(found_all, which_all)):
+        mine = np.flatnonzero(choice[which] == j)
+        pick = np.concatenate([mine, mine + len(which)])
+        open_poly = rows.open_polytopes(found.lower[pick], found.margin[pick])
+        pick = pick[open_poly.any(axis=1)]
+        parts.append((low[pick], up[pick], rows.worst_open(found.lower[pick], open_poly[
+            open_poly.any(axis=1)]), found.pre_lower[pick], found.pre_upper[pick],
+            found.lower[pick], found.margin[pick], found.coef[pick]))
+    low, up, order, pre_low, pre_up, row_bound, margin, coefs = (
+        np.concatenate(column) for column in zip(*parts))
+    return (low, up, order, (pre_low, pre_up)), (row_bound, margin, coefs), bounded
 
 
 def bisect(lower, upper, dim):
@@ -319,6 +424,8 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
     lp_budget = LpBudget(0.1)
     rows = CaseRows.of(case)
     chain = Chain.of(graph) if settings.chain else None
+    # look ahead only where a polytope has several rows (see look_ahead)
+    ahead = settings.lookahead > 1 and len(rows.d) > rows.count
     targets = Targets.from_polytopes(case.unsafe)
     root_width = case.region.upper - case.region.lower
     started = time.monotonic()
@@ -333,19 +440,22 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
             news = team.poll(ctx, case_index, queue, time.monotonic() - started)
             if news is not None:
                 return news
-        lower, upper, hint = queue.pop_worst(settings.batch)
+        lower, upper, hint, known = queue.pop_worst(settings.batch)
         if search_case.constrained:
             lower, upper = search_case.restrict(lower, upper, lp_budget)
-            hint = None  # boxes may have been dropped
+            hint = known = None  # boxes may have been dropped
         if not len(lower):
             continue
-        boxes += len(lower)
-        if chain is not None:
+        if known is not None:  # bounded by look_ahead (and counted there)
+            bound, margin, coef = known
+        elif chain is not None:
+            boxes += len(lower)
             found = chain_bounds(graph, chain, lower, upper, rows, hint,
                                  settings.crown, ctx.deadline)
             bound, margin, coef = found.lower, found.margin, found.coef
             hint = (found.pre_lower, found.pre_upper)
         else:
+            boxes += len(lower)
             bound, margin, coef = box_bounds(graph, lower, upper, rows, settings.crown,
                                              ctx.deadline)
         if boxes == len(lower):
@@ -356,7 +466,7 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
             continue
         lower, upper, bound, open_poly = lower[keep], upper[keep], bound[keep], open_poly[keep]
         if hint is not None:
-            hint = tuple(np.concatenate([h[keep], h[keep]]) for h in hint)
+            hint = tuple(h[keep] for h in hint)
         coef = None if coef is None else coef[keep]
         points = candidate_points(rows, coef, bound, open_poly, lower, upper)
         reps = len(points) // len(lower)
@@ -382,8 +492,17 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
                                        "not refute (within the decision margin) and that does "
                                        "not replay as a counterexample", boxes=boxes)
         dim = split_dimension(rows, bound, coef, open_poly, lower, upper, root_width)
-        queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]),
-                   hint if chain is not None and not search_case.constrained else None)
+        if chain is None or search_case.constrained:
+            queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]))
+        elif ahead:
+            children, known, bounded = look_ahead(graph, chain, rows, lower, upper, hint,
+                                                  bound, coef, open_poly, dim, settings,
+                                                  ctx.deadline)
+            boxes += bounded
+            queue.push(*children, known=known)
+        else:
+            queue.push(*bisect(lower, upper, dim), np.concatenate([worst, worst]),
+                       tuple(np.concatenate([h, h]) for h in hint))
     return SplitOutcome(True, "proved by input splitting", boxes=boxes)
 
 
