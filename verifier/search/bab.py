@@ -167,11 +167,15 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 graph, root.node_bounds, root.lower, float32=f32)).any():
             return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
                                  "bounds"), 1
+    root_lower = root.lower[0]
+    root_rows = _open_rows(rows, rows.open_polytopes(root.lower, rows.margins(
+        graph, root.node_bounds, root.lower, float32=f32))[0])
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
-                       dict(root.pre_activation), root.alpha,
+                       dict(root.pre_activation), _take_alpha(root.alpha, 0, root_rows),
                        float(rows.worst_open(root.lower)[0]),
-                       {k: v[0] for k, v in root.split_scores.items()})]
+                       {k: v[0] for k, v in root.split_scores.items()},
+                       root_rows, root_lower)]
     explored = 1
     child_options = BoundOptions(alpha_iterations=10, float32=f32)
     progress = _Progress(ctx)
@@ -196,33 +200,43 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 splits = {k: v.copy() for k, v in dom.splits.items()}
                 splits[node][neuron] = phase
                 children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound,
-                                        dom.scores))
+                                        dom.scores, dom.rows, dom.lower))
         if not children:
             return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
                                   "of the other ops is not exact"), explored
         explored += len(children)
         n = len(children)
+        # each child bounds only the rows of its parent's open polytopes (padded
+        # to the batch's widest by repeating them)
+        width = max(len(c.rows) for c in children)
+        index = np.stack([np.resize(c.rows, width) for c in children])
         tick = time.monotonic()
         result = compute_bounds(
             graph, Box(np.repeat(hull[0][None], n, 0), np.repeat(hull[1][None], n, 0)),
-            method="alpha-crown", C=rows.C, d=rows.d, upper=False,
+            method="alpha-crown", C=rows.C[index], d=rows.d[index], upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=_stack_alpha([c.alpha for c in children]), options=child_options,
-            deadline=ctx.deadline)
+            alpha=_stack_alpha([_take_alpha(c.alpha, 0, np.resize(np.arange(len(c.rows)),
+                                                                  width))
+                                for c in children]),
+            options=child_options, deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
-        open_poly = rows.open_polytopes(result.lower, rows.margins(
-            graph, result.node_bounds, result.lower, float32=f32))
+        lower = _scatter_rows(result.lower, index, len(rows.d),
+                              np.stack([c.lower for c in children]))
+        open_poly = rows.open_polytopes(lower, rows.margins(
+            graph, result.node_bounds, lower, float32=f32))
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
-        bounds = rows.worst_open(result.lower, open_poly)
+        bounds = rows.worst_open(lower, open_poly)
         for j in still:
+            kept = _open_rows(rows, open_poly[j])
             domains.append(_Domain(
                 children[j].splits,
                 {k: v.take(slice(j, j + 1)) for k, v in result.pre_activation.items()},
-                _take_alpha(result.alpha, j), float(bounds[j]),
-                {k: v[j] for k, v in result.split_scores.items()}))
+                _take_alpha(result.alpha, j, np.searchsorted(children[j].rows, kept)),
+                float(bounds[j]),
+                {k: v[j] for k, v in result.split_scores.items()}, kept, lower[j]))
     return Outcome(True, "proved by ReLU splitting"), explored
 
 
@@ -314,11 +328,31 @@ def _stack_alpha(tables):
                    for side in tables[0][node]} for node in tables[0]}
 
 
-def _take_alpha(table, j):
+def _take_alpha(table, j, rows):
+    """Batch element ``j`` of an alpha table, its row axis reduced to ``rows``."""
     if table is None:
         return None
-    return {node: {side: value[j:j + 1] for side, value in sides.items()}
+    return {node: {side: value[j:j + 1, rows] for side, value in sides.items()}
             for node, sides in table.items()}
+
+
+def _open_rows(rows, open_poly):
+    """The rows (indices into the case's stacked rows) of the open polytopes."""
+    return np.flatnonzero(open_poly[rows.owner])
+
+
+def _scatter_rows(lower, index, count, parent):
+    """``(n, count)`` row lower bounds from those of the rows ``index`` ``(n, k)``
+    bounded (``lower``, ``(n, k)``); a row a child did not bound belongs to a
+    polytope its parent refuted (+inf). Each child's bound is a sub-domain of
+    its parent's, so the parent's row bounds ``parent`` ``(n, count)`` hold
+    there too: the larger of the two is kept."""
+    which = (np.arange(len(lower))[:, None], index)
+    full = np.full((len(lower), count), -np.inf)
+    np.maximum.at(full, which, lower)
+    bounded = np.zeros(full.shape, dtype=bool)
+    bounded[which] = True
+    return np.maximum(np.where(bounded, full, np.inf), parent)
 
 
 @dataclass
@@ -328,6 +362,8 @@ class _Domain:
     alpha: object
     bound: float
     scores: dict = None  # Relu node -> (n,) BaBSR-style split scores
+    rows: np.ndarray = None  # the rows of its open polytopes, alpha's row axis
+    lower: np.ndarray = None  # (R,) lower bounds of every row (+inf: refuted)
 
 
 def _stack_intervals(tables):
