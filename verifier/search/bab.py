@@ -177,7 +177,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                        {k: v[0] for k, v in root.split_scores.items()},
                        root_rows, root_lower)]
     explored = 1
-    child_options = BoundOptions(alpha_iterations=10, float32=f32)
+    child_options = BoundOptions(alpha_iterations=10, float32=f32,
+                                 recompute_intermediate=CHILD_CROWN_INTERMEDIATE,
+                                 alpha_intermediate=False)
     progress = _Progress(ctx)
     while domains:
         progress.report(domains, explored)
@@ -200,7 +202,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 splits = {k: v.copy() for k, v in dom.splits.items()}
                 splits[node][neuron] = phase
                 children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound,
-                                        dom.scores, dom.rows, dom.lower))
+                                        dom.scores, dom.rows, dom.lower, dom.beta))
         if not children:
             return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
                                   "of the other ops is not exact"), explored
@@ -210,15 +212,15 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         # to the batch's widest by repeating them)
         width = max(len(c.rows) for c in children)
         index = np.stack([np.resize(c.rows, width) for c in children])
+        padded = [np.resize(np.arange(len(c.rows)), width) for c in children]
         tick = time.monotonic()
         result = compute_bounds(
             graph, Box(np.repeat(hull[0][None], n, 0), np.repeat(hull[1][None], n, 0)),
             method="alpha-crown", C=rows.C[index], d=rows.d[index], upper=False,
             splits={k: np.stack([c.splits[k] for c in children]) for k in relus},
             intermediate=_stack_intervals([c.intermediate for c in children]),
-            alpha=_stack_alpha([_take_alpha(c.alpha, 0, np.resize(np.arange(len(c.rows)),
-                                                                  width))
-                                for c in children]),
+            alpha=_stack_alpha([_take_alpha(c.alpha, 0, pad) for c, pad in zip(children, padded)]),
+            beta=_stack_alpha([_take_alpha(c.beta, 0, pad) for c, pad in zip(children, padded)]),
             options=child_options, deadline=ctx.deadline)
         per_domain = 0.5 * per_domain + 0.5 * (time.monotonic() - tick) / n
         lower = _scatter_rows(result.lower, index, len(rows.d),
@@ -231,14 +233,19 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         bounds = rows.worst_open(lower, open_poly)
         for j in still:
             kept = _open_rows(rows, open_poly[j])
+            where = np.searchsorted(children[j].rows, kept)
             domains.append(_Domain(
                 children[j].splits,
                 {k: v.take(slice(j, j + 1)) for k, v in result.pre_activation.items()},
-                _take_alpha(result.alpha, j, np.searchsorted(children[j].rows, kept)),
-                float(bounds[j]),
-                {k: v[j] for k, v in result.split_scores.items()}, kept, lower[j]))
+                _take_alpha(result.alpha, j, where), float(bounds[j]),
+                {k: v[j] for k, v in result.split_scores.items()}, kept, lower[j],
+                _take_alpha(result.beta, j, where)))
     return Outcome(True, "proved by ReLU splitting"), explored
 
+
+#: children recompute their intermediate bounds by CROWN under their split
+#: constraints (intersected with the parent's), instead of reusing the parent's
+CHILD_CROWN_INTERMEDIATE = True
 
 #: share of the time left that LP/MILP refinement of the root's intermediate
 #: bounds may take, and the ReLUs per earlier layer encoded exactly (0/1) there.
@@ -322,18 +329,23 @@ class _Progress:
 
 
 def _stack_alpha(tables):
+    """One alpha (node -> side -> array) or beta (node -> array) table from the
+    tables of single batch elements (None if one is missing)."""
     if any(t is None for t in tables):
         return None
-    return {node: {side: np.concatenate([t[node][side] for t in tables])
-                   for side in tables[0][node]} for node in tables[0]}
+    return {node: ({side: np.concatenate([t[node][side] for t in tables])
+                    for side in value} if isinstance(value, dict)
+                   else np.concatenate([t[node] for t in tables]))
+            for node, value in tables[0].items()}
 
 
 def _take_alpha(table, j, rows):
-    """Batch element ``j`` of an alpha table, its row axis reduced to ``rows``."""
+    """Batch element ``j`` of an alpha or beta table, its row axis reduced to ``rows``."""
     if table is None:
         return None
-    return {node: {side: value[j:j + 1, rows] for side, value in sides.items()}
-            for node, sides in table.items()}
+    return {node: ({side: v[j:j + 1, rows] for side, v in value.items()}
+                   if isinstance(value, dict) else value[j:j + 1, rows])
+            for node, value in table.items()}
 
 
 def _open_rows(rows, open_poly):
@@ -364,6 +376,7 @@ class _Domain:
     scores: dict = None  # Relu node -> (n,) BaBSR-style split scores
     rows: np.ndarray = None  # the rows of its open polytopes, alpha's row axis
     lower: np.ndarray = None  # (R,) lower bounds of every row (+inf: refuted)
+    beta: dict = None  # the parent's beta multipliers (warm start; new splits start at 0)
 
 
 def _stack_intervals(tables):
