@@ -140,3 +140,27 @@ def test_relu_splitting_over_several_polytopes_agrees_with_sampled_outputs(tmp_p
             assert not hit.any(), f"unsat, but onnxruntime reaches the unsafe set (q={q})"
             splits += result.stats.get("domains", 0) > 1
     assert splits, "no case was proved by ReLU splitting"
+
+
+def test_relu_splitting_replays_the_minimisers_of_its_bounds(tmp_path):
+    """With (almost) no falsification, a reachable threshold is found sat by
+    ReLU splitting itself, from the inputs minimising the sub-problems' CROWN
+    bounds; the counterexample is onnxruntime-replayed as every sat is."""
+    import onnx
+
+    from tests.builders import run_onnxruntime
+
+    n_in = 6
+    net = multi_output_mlp(tmp_path, 2, n_in)
+    text = "".join(f"(declare-const X_{i} Real)\n" for i in range(n_in))
+    text += "".join(f"(declare-const Y_{j} Real)\n" for j in range(3))
+    text += "".join(f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))\n" for i in range(n_in))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(2000, 1, n_in)).astype(np.float32)
+    y = run_onnxruntime(onnx.load(net), x).reshape(len(x), -1)
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text(text + f"(assert (>= Y_1 {float(y[:, 1].max())!r}))\n")
+    result = verify(net, prop, Options(timeout=5, samples=1, pgd_steps=0, pgd_restarts=1,
+                                       input_split_max_dim=0))
+    assert result.verdict is Verdict.SAT
+    assert "ReLU splitting" in result.reason

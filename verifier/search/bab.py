@@ -230,6 +230,10 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         if result.infeasible is not None:
             open_poly[result.infeasible] = False
         still = np.flatnonzero(open_poly.any(axis=1))
+        cex = _try_points(ctx, case_index, rows, result.points, still)
+        if cex is not None:
+            return Outcome(False, "counterexample found by ReLU splitting (at the "
+                                  "minimiser of a sub-problem's CROWN bound)", cex), explored
         bounds = rows.worst_open(lower, open_poly)
         for j in still:
             kept = _open_rows(rows, open_poly[j])
@@ -326,6 +330,21 @@ class _Progress:
         self.ctx.log(f"ReLU splitting: {len(domains)} open sub-problems, global lower "
                      f"bound {worst:.6g}, {rate:.1f} sub-problems/s ({explored} bounded)")
         self.last, self.last_explored = now, explored
+
+
+def _try_points(ctx, case_index, rows, points, which):
+    """Replay the most promising of the CROWN minimisers ``points`` ``(n, k, n_in)``
+    of the sub-problems ``which`` (still open): the first counterexample, or None."""
+    from verifier.ir import evaluate
+    from verifier.verify import try_candidates
+
+    if points is None or not len(which):
+        return None
+    graph = ctx.graph
+    x = points[which].reshape(-1, points.shape[-1])
+    y = evaluate(graph, x.reshape((len(x),) + tuple(graph.input_shape))).reshape(len(x), -1)
+    margins, _ = rows.worst_margin(y)
+    return try_candidates(ctx, case_index, x, margins)
 
 
 def _stack_alpha(tables):
