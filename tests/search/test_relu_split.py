@@ -105,11 +105,15 @@ def multi_output_mlp(tmp_path, seed, n_in=6, hidden=16):
     return save(chain_model(layers, (1, n_in)), tmp_path / f"multi{seed}.onnx")
 
 
+@pytest.mark.parametrize("candidates", [1, 4])
 @pytest.mark.parametrize("seed", [0, 1, 3])  # seeds where ReLU splitting proves a case
-def test_relu_splitting_over_several_polytopes_agrees_with_sampled_outputs(tmp_path, seed):
+def test_relu_splitting_over_several_polytopes_agrees_with_sampled_outputs(
+        tmp_path, monkeypatch, seed, candidates):
     """Children bound only the rows of the polytopes their parent left open, and
     keep the parent's row bounds where tighter: every unsat answer is checked
-    against onnxruntime's float32 outputs on dense samples and box corners."""
+    against onnxruntime's float32 outputs on dense samples and box corners
+    (branching by the split score alone, and by filtered smart branching)."""
+    monkeypatch.setattr(bab, "FSB_CANDIDATES", candidates)
     import onnx
 
     from tests.builders import run_onnxruntime
