@@ -77,12 +77,22 @@ def test_float32_bounds_hold_for_onnxruntime_values(activation, seed):
         assert np.all(result.lower >= real.lower - 1e-3 * (1 + width)), method
 
 
+#: how ReLU splitting bounds its children (verifier.search.bab): the parent's
+#: intermediate bounds passed in, recomputed by CROWN under the splits
+CHILD = BoundOptions(float32=True, alpha_iterations=10, recompute_intermediate=True,
+                     alpha_intermediate=False)
+
+
+@pytest.mark.parametrize("child", [False, True])
 @pytest.mark.parametrize("seed", range(4))
-def test_every_float32_point_lies_in_a_sub_problem_whose_bound_holds(seed):
+def test_every_float32_point_lies_in_a_sub_problem_whose_bound_holds(seed, child):
     """Split 3 unstable ReLUs into all 8 sign patterns of their float32
     pre-activations: each sampled point lies in the sub-problems its float32
     values select (both sides where a value is exactly 0), and every bound of
-    such a sub-problem holds there (an 'empty' one would be a bug)."""
+    such a sub-problem holds there (an 'empty' one would be a bug). ``child``:
+    bounded as ReLU splitting bounds a child (the root's intermediate bounds
+    passed in and recomputed by CROWN under the splits); its recomputed
+    pre-activation bounds also hold at the points of each sub-problem."""
     rng = np.random.default_rng(seed)
     model = deep_net(rng, "Relu", 4 + seed, width=16, n_in=6)
     graph = load_model(model)
@@ -105,8 +115,10 @@ def test_every_float32_point_lies_in_a_sub_problem_whose_bound_holds(seed):
     C = rng.normal(size=(5, graph.output_size))
     d = (y32 @ C.T).min(axis=0) - 0.05
     batch = Box(np.repeat(lo[None], len(patterns), 0), np.repeat(hi[None], len(patterns), 0))
+    given = {k: v for k, v in root.pre_activation.items()} if child else None
     result = compute_bounds(graph, batch, method="alpha-crown", C=C, d=d, upper=False,
-                            splits=splits, options=FLOAT32)
+                            splits=splits, intermediate=given,
+                            options=CHILD if child else FLOAT32)
     values = y32 @ C.T - d
     floor = FLOOR(y32)
     member = np.ones((len(X), len(patterns)), dtype=bool)
@@ -119,11 +131,15 @@ def test_every_float32_point_lies_in_a_sub_problem_whose_bound_holds(seed):
         inside = member[:, leaf]
         if inside.any():
             assert np.all(result.lower[leaf] <= values[inside] + floor[inside]), leaf
+            for index, k in enumerate(relus):
+                interval = result.pre_activation[k]
+                z = pre[index][inside]
+                assert np.all(interval.lower[leaf] <= z) and np.all(z <= interval.upper[leaf])
             checked += 1
     assert checked >= 2
     # the splits pay: some sub-problem's bound is above the unsplit root's
     unsplit = compute_bounds(graph, box, method="alpha-crown", C=C, d=d, upper=False,
-                             options=FLOAT32)
+                             intermediate=given, options=CHILD if child else FLOAT32)
     assert np.any(result.lower.min(axis=0) >= unsplit.lower[0] - 1e-9)
 
 

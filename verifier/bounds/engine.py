@@ -503,7 +503,7 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
         high = ((C_pos @ y.upper[:, :, None]) + (C_neg @ y.lower[:, :, None]))[..., 0] - d
     lower = np.where(np.isnan(lower), -np.inf, lower)  # 0 * inf: infinite output bounds
     high = np.where(np.isnan(high), np.inf, high)
-    best_alpha = best_beta = None
+    best_alpha = best_beta = points = None
     scores = {}
     if method != "ibp":
         A = np.concatenate([C, -C], axis=1) if upper else C
@@ -511,6 +511,9 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
         record = {}
         value = run.backward(out, A, bias, record=record)
         scores = _split_scores(run, record, n_rows)
+        if record.get("point") is not None:
+            points = np.broadcast_to(record["point"][:, :n_rows],
+                                     (run.batch, n_rows, record["point"].shape[-1]))
         if method == "alpha-crown":
             from verifier.bounds.alpha import optimize
 
@@ -535,7 +538,7 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
         pre_activation=pre, node_bounds=dict(enumerate(run.bounds)), alpha=best_alpha,
         beta=best_beta, infeasible=run.infeasible,
         intermediate_methods=dict(run.intermediate_methods), split_scores=scores,
-        cut_short=run.cut_short)
+        cut_short=run.cut_short, points=points)
 
 
 def _split_scores(run, record, n_rows):
@@ -589,4 +592,5 @@ def _concatenate(parts):
         intermediate_methods=methods,
         split_scores={k: np.concatenate([p.split_scores[k] for p in parts])
                       for k in first.split_scores},
-        cut_short=any(p.cut_short for p in parts))
+        cut_short=any(p.cut_short for p in parts),
+        points=None if first.points is None else np.concatenate([p.points for p in parts]))

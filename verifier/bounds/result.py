@@ -141,6 +141,10 @@ class BoundsResult:
         cut_short: the deadline of :class:`BoundOptions` stopped some
             tightening or optimisation; the bounds are sound but may be
             looser than without a deadline.
+        points: for 'crown' and 'alpha-crown', ``(B, R, n_in)``: per lower
+            row, the input of the set where the final CROWN pass's linear
+            lower bound is smallest (a candidate where the row may be low,
+            e.g. for branch and bound to try as a counterexample).
     """
 
     method: str
@@ -154,6 +158,7 @@ class BoundsResult:
     intermediate_methods: dict[int, str] = field(default_factory=dict)
     split_scores: dict[int, np.ndarray] = field(default_factory=dict)
     cut_short: bool = False
+    points: np.ndarray | None = None
 
     @property
     def batch(self) -> int:
@@ -174,4 +179,5 @@ class BoundsResult:
             infeasible=None if self.infeasible is None else self.infeasible[index],
             intermediate_methods=dict(self.intermediate_methods),
             split_scores={k: v[index] for k, v in self.split_scores.items()},
-            cut_short=self.cut_short)
+            cut_short=self.cut_short,
+            points=None if self.points is None else self.points[index])
