@@ -124,7 +124,10 @@ def try_candidates(ctx: Context, case_index: int, x, margins, count: int = 8,
         # only decides which points are worth replaying (the replay is strict), so
         # the cheap forward bound |c|·e_out serves: no backward pass per row
         errors = node_errors(ctx.graph, point_bounds(ctx.graph, x32))[ctx.graph.output]
-        gaps = (errors.reshape(len(x32), -1) @ np.abs(C).T).max(axis=1) + MARGIN_FLOOR
+        # an unbounded error times a zero coefficient is no bound: inf (replay anyway)
+        with np.errstate(invalid="ignore"):
+            gaps = (errors.reshape(len(x32), -1) @ np.abs(C).T).max(axis=1) + MARGIN_FLOOR
+        gaps = np.where(np.isnan(gaps), np.inf, gaps)
     else:  # no point, or no output row at all (every output is unsafe)
         gaps = np.zeros(len(order))
     for k, point, gap in zip(order, x32, gaps):

@@ -388,7 +388,8 @@ def row_gaps(graph, node_bounds, C) -> np.ndarray:
     C = np.broadcast_to(C if C.ndim == 3 else C[None], (ctx.batch,) + C.shape[-2:])
     error = errors[graph.output].reshape(ctx.batch, -1)
     used = C != 0  # an unbounded error on an output a row ignores does not count
-    forward = np.where(used, np.abs(C) * error[:, None, :], 0.0).sum(axis=2)
+    with np.errstate(invalid="ignore"):  # inf * 0 where a row ignores an output
+        forward = np.where(used, np.abs(C) * error[:, None, :], 0.0).sum(axis=2)
     if any(isinstance(node, (ops.MaxPool, ops.Softmax)) for node in graph.nodes):
         return forward
     with np.errstate(invalid="ignore", over="ignore"):
