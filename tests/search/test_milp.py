@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.bounds.nets import mlp
-from tests.builders import chain_model, save
+from tests.builders import relu_mlp_model, save
 from tests.search.test_relu_split import box_property, random_mlp
 from verifier.bounds import Box, compute_bounds
 from verifier.ir import evaluate
@@ -90,16 +90,8 @@ def test_verify_proves_and_refutes_by_milp(tmp_path):
 def _classifier(tmp_path, seed, n_in=24, hidden=20, n_out=5):
     """A 2-hidden-layer ReLU classifier; more than 16 inputs, so that ReLU
     splitting (and with it the MILP) runs rather than input splitting."""
-    rng = np.random.default_rng(seed)
-    layers = [("Gemm", [rng.normal(size=(hidden, n_in)).astype(np.float32),
-                        (0.3 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
-              ("Relu", [], {}),
-              ("Gemm", [(rng.normal(size=(hidden, hidden)) / 3).astype(np.float32),
-                        (0.3 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
-              ("Relu", [], {}),
-              ("Gemm", [(rng.normal(size=(n_out, hidden)) / 3).astype(np.float32),
-                        np.zeros(n_out, np.float32)], {"transB": 1})]
-    return save(chain_model(layers, (1, n_in)), tmp_path / f"cls{seed}.onnx")
+    return save(relu_mlp_model(seed, n_in, hidden, n_out, bias=0.3, divisor=3.0),
+                tmp_path / f"cls{seed}.onnx")
 
 
 # (seed, eps) where CROWN alone does not prove robustness and the MILP does

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.builders import chain_model, save
+from tests.builders import relu_mlp_model, save
 from verifier.result import Verdict
 from verifier.search import bab, milp
 from verifier.verify import Options, verify
@@ -20,16 +20,8 @@ def no_milp(monkeypatch):
 
 def random_mlp(tmp_path, seed, n_in=20, hidden=24):
     """A 2-hidden-layer ReLU net with one output, weights drawn from ``seed``."""
-    rng = np.random.default_rng(seed)
-    W1 = rng.normal(size=(hidden, n_in)).astype(np.float32)
-    b1 = (0.5 * rng.normal(size=hidden)).astype(np.float32)
-    W2 = (rng.normal(size=(hidden, hidden)) / 4).astype(np.float32)
-    b2 = (0.5 * rng.normal(size=hidden)).astype(np.float32)
-    W3 = (rng.normal(size=(1, hidden)) / 4).astype(np.float32)
-    layers = [("Gemm", [W1, b1], {"transB": 1}), ("Relu", [], {}),
-              ("Gemm", [W2, b2], {"transB": 1}), ("Relu", [], {}),
-              ("Gemm", [W3, np.zeros(1, np.float32)], {"transB": 1})]
-    return save(chain_model(layers, (1, n_in)), tmp_path / f"mlp{seed}.onnx")
+    return save(relu_mlp_model(seed, n_in, hidden, 1, bias=0.5, divisor=4.0),
+                tmp_path / f"mlp{seed}.onnx")
 
 
 def box_property(tmp_path, n_in, threshold):
@@ -93,16 +85,8 @@ def test_scatter_rows_keeps_the_parent_bound_and_marks_unbounded_rows_refuted():
 
 
 def multi_output_mlp(tmp_path, seed, n_in=6, hidden=16):
-    rng = np.random.default_rng(seed)
-    layers = [("Gemm", [rng.normal(size=(hidden, n_in)).astype(np.float32),
-                        (0.5 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
-              ("Relu", [], {}),
-              ("Gemm", [(rng.normal(size=(hidden, hidden)) / 3).astype(np.float32),
-                        (0.5 * rng.normal(size=hidden)).astype(np.float32)], {"transB": 1}),
-              ("Relu", [], {}),
-              ("Gemm", [(rng.normal(size=(3, hidden)) / 3).astype(np.float32),
-                        np.zeros(3, np.float32)], {"transB": 1})]
-    return save(chain_model(layers, (1, n_in)), tmp_path / f"multi{seed}.onnx")
+    return save(relu_mlp_model(seed, n_in, hidden, 3, bias=0.5, divisor=3.0),
+                tmp_path / f"multi{seed}.onnx")
 
 
 @pytest.mark.parametrize("candidates", [1, 4])

@@ -146,8 +146,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                           intermediate=first.pre_activation,
                           options=BoundOptions(recompute_intermediate=True, float32=f32),
                           deadline=ctx.deadline)
-    root_margin = rows.margins(graph, root.node_bounds, root.lower, float32=f32)
-    if not rows.open_polytopes(root.lower, root_margin).any():
+    root_open = rows.open_polytopes(root.lower, rows.margins(graph, root.node_bounds,
+                                                             root.lower, float32=f32))
+    if not root_open.any():
         return Outcome(True, "proved by alpha-CROWN"), 1
     if not relus:
         return Outcome(False, "bounds are not tight enough and the network has no ReLU "
@@ -170,13 +171,13 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     refined = _refine_root(ctx, box, rows, root, f32)
     if refined is not root:
         root = refined
-        if not rows.open_polytopes(root.lower, rows.margins(
-                graph, root.node_bounds, root.lower, float32=f32)).any():
+        root_open = rows.open_polytopes(root.lower, rows.margins(
+            graph, root.node_bounds, root.lower, float32=f32))
+        if not root_open.any():
             return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
                                  "bounds"), 1
     root_lower = root.lower[0]
-    root_rows = _open_rows(rows, rows.open_polytopes(root.lower, rows.margins(
-        graph, root.node_bounds, root.lower, float32=f32))[0])
+    root_rows = _open_rows(rows, root_open[0])
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
                         for k in relus},
                        dict(root.pre_activation), _take_alpha(root.alpha, 0, root_rows),
@@ -204,12 +205,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         for dom, choice in zip(batch, _choose(ctx, batch, relus, rows, hull, f32)):
             if choice is None:
                 continue  # every ReLU stable and still open: nothing to split
-            node, neuron = choice
-            for phase in (-1, 1):
-                splits = {k: v.copy() for k, v in dom.splits.items()}
-                splits[node][neuron] = phase
-                children.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound,
-                                        dom.scores, dom.rows, dom.lower, dom.beta))
+            children += _children(dom, *choice)
         if not children:
             return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
                                   "of the other ops is not exact"), explored
@@ -367,11 +363,7 @@ def _choose(ctx, batch, relus, rows, hull, f32):
     trial = []
     for dom, cands in zip(batch, lists):
         for node, neuron in cands:
-            for phase in (-1, 1):
-                splits = {k: v.copy() for k, v in dom.splits.items()}
-                splits[node][neuron] = phase
-                trial.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound, None,
-                                     dom.rows, dom.lower, dom.beta))
+            trial += _children(dom, node, neuron)
     result, index = _bound_batch(ctx.graph, trial, relus, rows, hull,
                                  BoundOptions(alpha_iterations=0, float32=f32), ctx.deadline)
     lower = _scatter_rows(result.lower, index, len(rows.d), np.stack([t.lower for t in trial]))
@@ -399,6 +391,18 @@ def _try_points(ctx, case_index, rows, points, which):
     y = evaluate(graph, x.reshape((len(x),) + tuple(graph.input_shape))).reshape(len(x), -1)
     margins, _ = rows.worst_margin(y)
     return try_candidates(ctx, case_index, x, margins)
+
+
+def _children(dom, node, neuron):
+    """The two sub-problems of ``dom`` with ReLU ``neuron`` of ``node`` inactive
+    (-1) and active (+1); they start from the parent's tables and bounds."""
+    out = []
+    for phase in (-1, 1):
+        splits = {k: v.copy() for k, v in dom.splits.items()}
+        splits[node][neuron] = phase
+        out.append(_Domain(splits, dom.intermediate, dom.alpha, dom.bound, dom.scores,
+                           dom.rows, dom.lower, dom.beta))
+    return out
 
 
 def _stack_alpha(tables):

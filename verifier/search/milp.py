@@ -227,35 +227,26 @@ def strengthen(enc: Encoding, objectives, rounds: int | None = None,
     reach -1.6 in 5 s). The right-hand sides get a relative slack of 1e-9
     against float64 rounding in their sums."""
     import scipy.sparse as sp
-    from scipy.optimize import Bounds, LinearConstraint
-    from scipy.optimize import milp as _scipy_milp
 
     rounds = CUT_ROUNDS if rounds is None else rounds
     if not enc.unstable or rounds <= 0:
         return enc
-    A, row_lower, row_upper = enc.A, enc.row_lower, enc.row_upper
+    strong = enc
     for _ in range(rounds):
         found = _Rows()
         for g in objectives:
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            try:
-                with _quiet_highs():
-                    res = _scipy_milp(g, constraints=LinearConstraint(A, row_lower, row_upper),
-                                      bounds=Bounds(enc.lb, enc.ub),
-                                      options={"disp": False, "presolve": True})
-            except ValueError:
-                res = None
-            if res is None or res.x is None:
-                continue
-            _separate(enc, res.x, found)
+            res = _solve(strong, g, {"presolve": True}, np.inf, relaxed=True)
+            if res is not None and res.x is not None:
+                _separate(enc, res.x, found)
         if not found.count:
             break
-        extra, low, high = found.matrix(A.shape[1])
-        A = sp.vstack([A, extra]).tocsr()
-        row_lower = np.concatenate([row_lower, low])
-        row_upper = np.concatenate([row_upper, high])
-    return dataclasses.replace(enc, A=A, row_lower=row_lower, row_upper=row_upper)
+        extra, low, high = found.matrix(enc.A.shape[1])
+        strong = dataclasses.replace(strong, A=sp.vstack([strong.A, extra]).tocsr(),
+                                     row_lower=np.concatenate([strong.row_lower, low]),
+                                     row_upper=np.concatenate([strong.row_upper, high]))
+    return strong
 
 
 def _separate(enc: Encoding, v: np.ndarray, out: "_Rows") -> None:
@@ -269,8 +260,9 @@ def _separate(enc: Encoding, v: np.ndarray, out: "_Rows") -> None:
         inside = W * (x - low * (1.0 - d))       # (J, n): the terms of i in I
         outside = W * high * d
         chosen = inside < outside
-        bound = np.where(chosen, inside, outside).sum(axis=1) + b * d[:, 0]
-        scale = np.abs(np.where(chosen, inside, outside)).sum(axis=1) + np.abs(b) + 1.0
+        terms = np.where(chosen, inside, outside)
+        bound = terms.sum(axis=1) + b * d[:, 0]
+        scale = np.abs(terms).sum(axis=1) + np.abs(b) + 1.0
         hit = np.flatnonzero(y > bound + 1e-6 * scale)
         if not len(hit):
             continue
@@ -354,17 +346,17 @@ def decide_row(enc: Encoding, c_row, d_row, margin: float, time_limit: float,
     return RowAnswer(-np.inf, None, "time limit" if res.status == 1 else res.message, seconds)
 
 
-def _solve(enc: Encoding, g, options: dict, time_limit: float):
-    """``scipy.optimize.milp`` on the encoding with objective ``g`` (None if HiGHS
-    rejects the model)."""
+def _solve(enc: Encoding, g, options: dict, time_limit: float, relaxed: bool = False):
+    """``scipy.optimize.milp`` on the encoding with objective ``g`` (its LP
+    relaxation when ``relaxed``); None if HiGHS rejects the model."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     options = dict(options, time_limit=max(float(time_limit), 0.01), disp=False)
     try:
         with _quiet_highs():
             return milp(g, constraints=LinearConstraint(enc.A, enc.row_lower, enc.row_upper),
-                        bounds=Bounds(enc.lb, enc.ub), integrality=enc.integrality,
-                        options=options)
+                        bounds=Bounds(enc.lb, enc.ub),
+                        integrality=None if relaxed else enc.integrality, options=options)
     except ValueError:
         return None
 
