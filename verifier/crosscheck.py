@@ -84,24 +84,23 @@ def float64_model(proto, float32_ops=()):
     Nodes whose op type is in ``float32_ops`` (onnxruntime has no float64
     kernel for them, e.g. Conv) are run in float32 between two Casts.
     """
-    import onnx
-    from onnx import helper, numpy_helper
+    from verifier.frontend import proto as pb
 
-    model = onnx.ModelProto()
+    messages = pb.messages()
+    model = messages.ModelProto()
     model.CopyFrom(proto)
     graph = model.graph
-    FLOAT, DOUBLE = onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE
+    FLOAT, DOUBLE = messages.TensorProto.FLOAT, messages.TensorProto.DOUBLE
 
     def widen(tensor):
         if tensor.data_type == FLOAT:
-            tensor.CopyFrom(numpy_helper.from_array(
-                numpy_helper.to_array(tensor).astype(np.float64), tensor.name))
+            pb.store_array(tensor, pb.to_array(tensor).astype(np.float64))
 
     for tensor in graph.initializer:
         widen(tensor)
     for node in graph.node:
         for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR:
+            if attr.type == messages.AttributeProto.TENSOR:
                 widen(attr.t)
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
                 attr.i = DOUBLE
@@ -110,6 +109,9 @@ def float64_model(proto, float32_ops=()):
             value.type.tensor_type.elem_type = DOUBLE
     del graph.value_info[:]
     if float32_ops:
+        import onnx
+        from onnx import helper
+
         inferred = onnx.shape_inference.infer_shapes(model).graph
         types = {v.name: v.type.tensor_type.elem_type
                  for v in list(inferred.value_info) + list(inferred.input)}

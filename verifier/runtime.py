@@ -30,15 +30,20 @@ import contextlib
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from verifier.errors import DeviceError, MismatchError, ModelError
+from verifier.frontend.proto import messages
 
-ModelLike = Union[str, Path, bytes, onnx.ModelProto]
+if TYPE_CHECKING:
+    import onnx
+
+# onnx's message classes without the onnx package (see verifier.frontend.proto)
+_pb = messages()
+ModelLike = Union[str, Path, bytes, "onnx.ModelProto"]
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -51,9 +56,9 @@ _LOG_ERRORS_ONLY = 3
 _LOG_FATAL_ONLY = 4
 
 _NUMPY_DTYPES = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.DOUBLE: np.float64,
-    onnx.TensorProto.FLOAT16: np.float16,
+    _pb.TensorProto.FLOAT: np.float32,
+    _pb.TensorProto.DOUBLE: np.float64,
+    _pb.TensorProto.FLOAT16: np.float16,
 }
 
 
@@ -90,7 +95,7 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
 
 def _rebatched(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A copy whose input and outputs have a symbolic batch dimension."""
-    copy = onnx.ModelProto()
+    copy = _pb.ModelProto()
     copy.CopyFrom(proto)
     for value in _graph_inputs(copy) + list(copy.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -151,6 +156,8 @@ def cuda_status() -> tuple[bool, str]:
                 preload()
         except Exception:  # noqa: BLE001 - a failed preload is reported below
             pass
+    import onnx
+
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
     graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
@@ -208,7 +215,7 @@ def _inference_session(proto: onnx.ModelProto, providers: list, threads: int | N
                        where: str) -> ort.InferenceSession:
     options = _session_options(threads, cpu=providers[0] == CPU)
     if proto.ir_version > _MAX_IR_VERSION:
-        lowered = onnx.ModelProto()
+        lowered = _pb.ModelProto()
         lowered.CopyFrom(proto)
         lowered.ir_version = _MAX_IR_VERSION
         proto = lowered

@@ -10,6 +10,7 @@ import numpy as np
 from verifier.errors import (
     InputFileError, ModelError, UnsupportedGraphError, UnsupportedModelError, UnsupportedNode,
 )
+from verifier.frontend import proto
 from verifier.frontend.registry import Unsupported, Var, is_var, lookup, node_attributes
 from verifier.ir import ops
 from verifier.ir.graph import Graph
@@ -35,12 +36,7 @@ _UNSUPPORTED_HINTS = {
 
 def element_type_name(elem_type: int) -> str:
     """The ONNX name of a tensor element type number (7 -> 'int64')."""
-    import onnx
-
-    try:
-        return onnx.TensorProto.DataType.Name(elem_type).lower()
-    except ValueError:
-        return f"unknown type {elem_type}"
+    return proto.data_type_name(elem_type)
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -61,9 +57,8 @@ def read_model_proto(model):
     Raises :class:`InputFileError` for a missing or unreadable file and
     :class:`ModelError` for data that is not an ONNX model.
     """
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
+    model_class = proto.messages().ModelProto
+    if isinstance(model, model_class):
         return model
     if isinstance(model, (bytes, bytearray)):
         where, data = "<bytes>", bytes(model)
@@ -90,14 +85,15 @@ def read_model_proto(model):
                              "did you swap MODEL and PROPERTY? The model comes first")
         raise ModelError(f"{where!r} is not a valid ONNX model: it is a text file, not a "
                          "binary ONNX protobuf")
+    parsed = model_class()
     try:
-        proto = onnx.load_model_from_string(data)
+        parsed.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError and others
         raise ModelError(f"{where!r} is not a valid ONNX model: "
                          f"{type(exc).__name__}: {exc}") from None
-    if not proto.graph.node and not proto.graph.output:
+    if not parsed.graph.node and not parsed.graph.output:
         raise ModelError(f"{where!r} is not a valid ONNX model: its graph is empty")
-    return proto
+    return parsed
 
 
 class Lowering:
@@ -149,8 +145,6 @@ def _static_shape(value_info, where):
 
 def lower_model(model, where: str = "<model>") -> Graph:
     """Lower an ONNX ModelProto into a :class:`Graph` of core ops."""
-    from onnx import numpy_helper
-
     # importing patterns imports every converter module, which fills the registry
     from verifier.frontend.patterns import fuse_patterns
 
@@ -161,7 +155,7 @@ def lower_model(model, where: str = "<model>") -> Graph:
     values: dict[str, object] = {}
     for init in graph.initializer:
         try:
-            values[init.name] = numpy_helper.to_array(init)
+            values[init.name] = proto.to_array(init)
         except Exception as exc:
             raise ModelError(f"{where}: initializer {init.name!r} cannot be read: {exc}") from None
     inputs = [vi for vi in graph.input if vi.name not in values]

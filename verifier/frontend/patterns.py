@@ -25,10 +25,10 @@ def fuse_patterns(nodes, values, outputs=()):
     one reader, inside the chain, and none is a graph output (``outputs``):
     fusing removes those values, so any other reader would lose them.
     """
-    from onnx import helper, numpy_helper
-
     if not any(n.op_type == "Erf" for n in nodes):
         return nodes
+    from onnx import helper, numpy_helper
+
     constants = {}
     for n in nodes:
         if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":

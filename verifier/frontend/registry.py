@@ -1,8 +1,9 @@
 """The op registry: ONNX op type (and opset) -> converter.
 
 Converters register themselves with :func:`converter` next to their code.
-Attribute defaults come from the ONNX schema (``onnx.defs``), so converters
-read ``attrs[name]`` without repeating the defaults of the standard.
+Attribute defaults come from the ONNX schema (``onnx.defs``; for the common
+ops of :data:`STABLE_DEFAULTS`, from a table checked against it), so
+converters read ``attrs[name]`` without repeating the defaults of the standard.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from verifier.frontend import proto
 
 #: op type -> list of (since_version, function), newest last
 _CONVERTERS: dict[str, list[tuple[int, Callable]]] = {}
@@ -50,9 +53,29 @@ def supported_ops() -> list[str]:
 
 _SCHEMA_DEFAULTS: dict[tuple[str, int], dict] = {}
 
+#: Attribute defaults of the ops of plain MLPs and CNNs, the same from opset 7
+#: to the newest (tests/frontend/test_proto.py checks them against onnx's
+#: schemas): models made only of these ops are lowered without importing the
+#: onnx package for its schemas (see :mod:`verifier.frontend.proto`).
+_STABLE_DEFAULTS_SINCE = 7
+STABLE_DEFAULTS: dict[str, dict] = {
+    **{op: {} for op in ("Add", "Sub", "Mul", "Div", "MatMul", "Relu", "Sigmoid", "Tanh",
+                         "Identity", "Constant", "Neg", "Concat")},
+    "Flatten": {"axis": 1},
+    "Gemm": {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0},
+    "Conv": {"group": 1, "auto_pad": "NOTSET"},
+}
+
 
 def attribute_defaults(op_type: str, opset: int) -> dict:
     """Default attribute values of ``op_type`` at ``opset`` from the ONNX schema."""
+    if opset >= _STABLE_DEFAULTS_SINCE and op_type in STABLE_DEFAULTS:
+        return STABLE_DEFAULTS[op_type]
+    return schema_defaults(op_type, opset)
+
+
+def schema_defaults(op_type: str, opset: int) -> dict:
+    """Default attribute values of ``op_type`` at ``opset`` read from onnx's schemas."""
     key = (op_type, opset)
     cached = _SCHEMA_DEFAULTS.get(key)
     if cached is not None:
@@ -84,13 +107,11 @@ def _plain(value):
 
 def node_attributes(node, opset: int) -> dict:
     """Explicit attributes of an ONNX node over the schema defaults."""
-    from onnx import helper, numpy_helper
-
     attrs = dict(attribute_defaults(node.op_type, opset))
     for attr in node.attribute:
-        value = helper.get_attribute_value(attr)
+        value = proto.attribute_value(attr)
         if hasattr(value, "raw_data") or hasattr(value, "dims"):  # TensorProto
-            value = numpy_helper.to_array(value)
+            value = proto.to_array(value)
         attrs[attr.name] = _plain(value)
     return attrs
 

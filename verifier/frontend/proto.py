@@ -1,0 +1,139 @@
+"""ONNX protobuf messages, tensors and attributes without importing ``onnx``.
+
+``import onnx`` costs about 0.9 s on the machines this project targets
+(0.83 s of it is ``ml_dtypes``, which ``onnx.helper`` imports), more than a
+whole acasxu instance takes to verify. The verifier only needs the message
+classes and the arrays in them, so this module loads onnx's generated
+protobuf module (``onnx/onnx_ml_pb2.py``, which imports nothing but
+``google.protobuf``) by itself, under its own name ``onnx.onnx_ml_pb2``: a
+later ``import onnx`` finds it in ``sys.modules`` and uses it, so there is
+one ``ModelProto`` class either way. When that file cannot be found or
+loaded, the whole ``onnx`` package is imported instead.
+
+:func:`to_array` and :func:`attribute_value` read the common tensor types and
+attribute kinds directly and hand anything else (strings, bfloat16, float8,
+external data, graphs) to ``onnx.numpy_helper`` / ``onnx.helper``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+_MODULE = "onnx.onnx_ml_pb2"
+
+# TensorProto.DataType -> (numpy dtype, the typed field holding the values)
+_TENSOR_TYPES = {
+    1: (np.dtype("<f4"), "float_data"),
+    2: (np.dtype("u1"), "int32_data"),
+    3: (np.dtype("i1"), "int32_data"),
+    4: (np.dtype("<u2"), "int32_data"),
+    5: (np.dtype("<i2"), "int32_data"),
+    6: (np.dtype("<i4"), "int32_data"),
+    7: (np.dtype("<i8"), "int64_data"),
+    9: (np.dtype("bool"), "int32_data"),
+    10: (np.dtype("<f2"), "int32_data"),   # float16 bit patterns in int32_data
+    11: (np.dtype("<f8"), "double_data"),
+    12: (np.dtype("<u4"), "uint64_data"),
+    13: (np.dtype("<u8"), "uint64_data"),
+}
+_EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
+
+# AttributeProto.AttributeType
+_FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS, _STRINGS = 1, 2, 3, 4, 6, 7, 8
+
+
+def messages():
+    """onnx's generated protobuf module (``ModelProto``, ``TensorProto``, ...)."""
+    module = sys.modules.get(_MODULE)
+    if module is not None:
+        return module
+    spec = importlib.util.find_spec("onnx")  # finds the package without importing it
+    path = Path(spec.origin).parent / "onnx_ml_pb2.py" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        return _from_package()
+    loader_spec = importlib.util.spec_from_file_location(_MODULE, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[_MODULE] = module
+    try:
+        loader_spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 - any failure: the package's own import path
+        del sys.modules[_MODULE]
+        return _from_package()
+    return module
+
+
+def _from_package():
+    import onnx
+
+    return onnx.onnx_ml_pb2
+
+
+def to_array(tensor) -> np.ndarray:
+    """The values of a ``TensorProto`` as a numpy array of its dtype and dims."""
+    kind = _TENSOR_TYPES.get(tensor.data_type)
+    if kind is None or tensor.data_location == _EXTERNAL \
+            or tensor.HasField("segment"):
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(tensor)
+    dtype, field = kind
+    shape = tuple(int(d) for d in tensor.dims)
+    if tensor.HasField("raw_data"):
+        values = np.frombuffer(tensor.raw_data, dtype=dtype)
+    elif tensor.data_type == 10:
+        values = np.asarray(tensor.int32_data, dtype=np.uint16).view(np.float16)
+    else:
+        values = np.asarray(getattr(tensor, field), dtype=dtype)
+    size = int(np.prod(shape, dtype=np.int64))
+    if values.size != size:
+        raise ValueError(f"tensor {tensor.name!r} holds {values.size} values for its "
+                         f"shape {list(shape)} ({size} values)")
+    return values.astype(dtype.newbyteorder("="), copy=True).reshape(shape)
+
+
+def store_array(tensor, array: np.ndarray) -> None:
+    """Make ``tensor`` hold ``array`` (float32 or float64; name kept), as raw data."""
+    codes = {np.dtype(np.float32): 1, np.dtype(np.float64): 11}
+    array = np.asarray(array)
+    if array.dtype not in codes:
+        raise TypeError(f"store_array takes float32 or float64 arrays, not {array.dtype}")
+    name = tensor.name
+    tensor.Clear()
+    tensor.name = name
+    tensor.data_type = codes[array.dtype]
+    tensor.dims.extend(array.shape)
+    tensor.raw_data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+
+
+def attribute_value(attr):
+    """The value of an ``AttributeProto``: a number, bytes, a ``TensorProto``
+    or a list of them, as ``onnx.helper.get_attribute_value`` gives it."""
+    kind = attr.type
+    if kind == _FLOAT:
+        return attr.f
+    if kind == _INT:
+        return attr.i
+    if kind == _STRING:
+        return attr.s
+    if kind == _TENSOR:
+        return attr.t
+    if kind == _FLOATS:
+        return list(attr.floats)
+    if kind == _INTS:
+        return list(attr.ints)
+    if kind == _STRINGS:
+        return list(attr.strings)
+    from onnx import helper
+
+    return helper.get_attribute_value(attr)
+
+
+def data_type_name(elem_type: int) -> str:
+    """The ONNX name of a tensor element type number (7 -> 'int64')."""
+    try:
+        return messages().TensorProto.DataType.Name(elem_type).lower()
+    except ValueError:
+        return f"unknown type {elem_type}"
