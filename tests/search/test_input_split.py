@@ -260,6 +260,29 @@ def test_search_finds_a_replayed_counterexample_in_a_thin_unsafe_set(tmp_path, e
     assert replay_counterexample(ctx.session, ctx.prop, x, 0) is not None
 
 
+@pytest.mark.parametrize("verbose", [True, False])
+def test_verbose_input_splitting_logs_progress(tmp_path, monkeypatch, capsys, verbose):
+    from verifier.search import progress
+
+    ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
+    low, high = output_range(graph)
+    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})")
+    ctx.options.verbose = verbose
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
+    outcome = search(ctx, 0, case_of(ctx), SplitSettings(batch=4))
+    assert outcome.proved and outcome.boxes > 4  # several rounds
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if "input splitting:" in line]
+    if not verbose:
+        assert not lines
+        return
+    assert len(lines) >= 2
+    counts = [int(line.split("(")[-1].split()[0]) for line in lines]
+    assert counts == sorted(counts) and counts[-1] > 0
+    assert all("open sub-boxes" in line and "global lower bound" in line
+               and "sub-boxes/s" in line for line in lines)
+
+
 def test_search_stops_at_the_deadline(tmp_path):
     ctx, graph = context(tmp_path, "(<= Y_0 0.0)", timeout=0.0)
     outcome = search(ctx, 0, case_of(ctx))

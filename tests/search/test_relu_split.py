@@ -9,7 +9,7 @@ import pytest
 
 from tests.builders import relu_mlp_model, save
 from verifier.result import Verdict
-from verifier.search import bab, milp
+from verifier.search import bab, milp, progress
 from verifier.verify import Options, verify
 
 
@@ -39,7 +39,7 @@ def test_verbose_relu_splitting_logs_progress(tmp_path, monkeypatch, capsys):
     # CROWN bounds y by ~49, PGD finds no y >= 30: ReLU splitting runs
     net = random_mlp(tmp_path, 0)
     prop = box_property(tmp_path, 20, 30.0)
-    monkeypatch.setattr(bab, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
     result = verify(net, prop, Options(timeout=4, verbose=True))
     assert result.verdict is not Verdict.SAT
     assert result.stats["strategy"] == "relu-split"
@@ -53,7 +53,7 @@ def test_verbose_relu_splitting_logs_progress(tmp_path, monkeypatch, capsys):
 def test_quiet_relu_splitting_logs_nothing(tmp_path, monkeypatch, capsys):
     net = random_mlp(tmp_path, 0)
     prop = box_property(tmp_path, 20, 30.0)
-    monkeypatch.setattr(bab, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(progress, "PROGRESS_SECONDS", 0.0)
     verify(net, prop, Options(timeout=2))
     assert "ReLU splitting:" not in capsys.readouterr().err
 

@@ -50,6 +50,7 @@ from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
 from verifier.ir import ops
 from verifier.search.plan import search_plan
+from verifier.search.progress import Progress
 from verifier.search.rows import CaseRows, record_root_margins
 
 
@@ -188,9 +189,9 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     child_options = BoundOptions(alpha_iterations=10, float32=f32,
                                  recompute_intermediate=CHILD_CROWN_INTERMEDIATE,
                                  alpha_intermediate=False)
-    progress = _Progress(ctx)
+    progress = Progress(ctx, "ReLU splitting", "sub-problems")
     while domains:
-        progress.report(domains, explored)
+        progress.report(len(domains), min(d.bound for d in domains), explored)
         left = ctx.time_left()
         if left <= 0:
             worst = min(d.bound for d in domains)
@@ -295,32 +296,6 @@ def _refine_root(ctx, box, rows, root, f32):
             f"tightened, {stats['stabilised']} ReLUs stabilised in {stats['seconds']} s; "
             f"root bound {before:.6g} -> {after:.6g}")
     return again if after >= before else root
-
-
-PROGRESS_SECONDS = 3.0  # seconds between two progress lines of ReLU splitting (``-v``)
-
-
-class _Progress:
-    """One ``ctx.log`` line every :data:`PROGRESS_SECONDS` during ReLU splitting:
-    open sub-problems, the global lower bound (the worst open bound) and the
-    sub-problems bounded per second since the previous line."""
-
-    def __init__(self, ctx):
-        self.ctx = ctx
-        self.last = time.monotonic()
-        self.last_explored = 1
-
-    def report(self, domains, explored):
-        if not self.ctx.options.verbose:
-            return
-        now = time.monotonic()
-        if now - self.last < PROGRESS_SECONDS:
-            return
-        rate = (explored - self.last_explored) / max(now - self.last, 1e-9)
-        worst = min((d.bound for d in domains), default=float("inf"))
-        self.ctx.log(f"ReLU splitting: {len(domains)} open sub-problems, global lower "
-                     f"bound {worst:.6g}, {rate:.1f} sub-problems/s ({explored} bounded)")
-        self.last, self.last_explored = now, explored
 
 
 def _bound_batch(graph, domains, relus, rows, hull, options, deadline):

@@ -50,6 +50,7 @@ from verifier.bounds.result import BoundOptions
 from verifier.ir import evaluate
 from verifier.search.attack import Targets, pgd
 from verifier.search.plan import LpBudget
+from verifier.search.progress import Progress
 from verifier.search.rows import CaseRows, record_root_margins
 
 
@@ -438,7 +439,9 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
     started = time.monotonic()
     attack_seconds = 0.0
     boxes = 0
+    progress = Progress(ctx, "input splitting", "sub-boxes")
     while len(queue):
+        progress.report(len(queue), float(queue.bound.min()), boxes)
         if ctx.out_of_time():
             return SplitOutcome(False, f"time ran out with {len(queue)} open sub-boxes "
                                        f"(input splitting, worst bound "
