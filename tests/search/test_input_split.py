@@ -308,6 +308,35 @@ def test_two_worker_processes_prove_and_find_like_one(tmp_path, unsafe_offset, p
         assert replay_counterexample(ctx.session, ctx.prop, outcome.counterexample.x, 0)
 
 
+def test_an_idle_parent_searches_boxes_a_worker_hands_back(tmp_path, monkeypatch):
+    """The parent's own part is done (here: dropped) while a worker still
+    splits: the parent asks for boxes, the worker hands half of its queue
+    back, the parent searches them, and the region's outcome waits for both."""
+    from verifier.search import split_workers
+    from verifier.search.input_split import SplitOutcome
+
+    monkeypatch.setattr(split_workers, "MIN_SHARE", 1)
+    ctx, graph = context(tmp_path, "(<= Y_0 0.0)")
+    low, high = output_range(graph)
+    ctx, _ = context(tmp_path, f"(<= (- Y_0 Y_1) {literal(float(low - 0.1 * (high - low)))})")
+    sc = case_of(ctx)
+    edges = np.linspace(-1.0, 1.0, 5)
+    grid = np.array(np.meshgrid(edges[:-1], edges[:-1], edges[:-1], indexing="ij"))
+    lower = grid.reshape(3, -1).T
+    queue = BoxQueue.of(lower, lower + 0.5, np.full(len(lower), -np.inf))
+    settings = SplitSettings(batch=2, workers=2, fork_after=0.0, attack_share=0.0)
+    team = split_workers.Team.for_run(ctx, settings, sc)
+    try:
+        team._fork(ctx, 0, queue)
+        assert len(queue) == 32 and team.running == 1
+        outcome = team.finish(ctx, 0, SplitOutcome(True, "parent's part dropped"))
+    finally:
+        team.stop()
+    assert outcome.proved, outcome.reason
+    assert ctx.stats["boxes_handed_back"] > 0
+    assert outcome.boxes > team.child_boxes  # the parent bounded the boxes handed back
+
+
 def test_one_process_unless_more_workers_are_asked_for():
     from verifier.search.split_workers import Team, available_cores
 

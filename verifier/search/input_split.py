@@ -420,7 +420,7 @@ def _search(ctx, case_index, search_case, settings):
     return outcome
 
 
-def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
+def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None, share=None):
     """Bound, close, try and split the boxes of ``queue`` until it is empty,
     a counterexample is found or time runs out. ``replay(ctx, case, points,
     margins, count, slack)`` tries candidate points (a replayed
@@ -450,6 +450,8 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None):
             news = team.poll(ctx, case_index, queue, time.monotonic() - started)
             if news is not None:
                 return news
+        if share is not None and share(queue) and not len(queue):
+            break
         lower, upper, hint, known = queue.pop_worst(settings.batch)
         if search_case.constrained:
             lower, upper = search_case.restrict(lower, upper, lp_budget)

@@ -12,11 +12,18 @@ through a queue:
   by :func:`verifier.result.replay_counterexample` in the parent.
 * ``("done", proved, reason, boxes)`` when its part is closed, or time ran out.
 
+* ``("boxes", lower, upper, bound, hint, known)``: half of its open boxes
+  (every other one by bound), handed back when the parent has asked for
+  work (the ``hungry`` event, set while the parent's own part is empty and
+  children still split); the parent searches them itself.
+
 The first replayed counterexample, or the first child that could not close
-its part, ends the search; the region is proved when the parent's part and
-every child's are. Children exit when the parent goes away (they watch their
-parent's pid) and are terminated when the search ends. Work is not
-rebalanced after the split: a child that closes its part early stays idle.
+its part, ends the search; the region is proved when the parent's part,
+every child's and every part handed back are. Work is rebalanced both
+ways: a child that closes its part is replaced by a new one forked with
+half of the parent's queue (at least :data:`MIN_SHARE` boxes each), and an
+idle parent gets half of a child's. Children exit when the parent goes away
+(they watch their parent's pid) and are terminated when the search ends.
 
 Default: one process. On Linear/ReLU chains the bounds and float32 margins
 of a box no longer depend on its batch (:mod:`verifier.bounds.chain`), but
@@ -37,6 +44,11 @@ import time
 import numpy as np
 
 
+#: the fewest boxes a process hands over (a worker to its idle parent, the
+#: parent to a new worker once one has closed its part)
+MIN_SHARE = 64
+
+
 def available_cores() -> int:
     """Cores this process may run on (its CPU affinity), at least 1."""
     try:
@@ -54,8 +66,10 @@ class Team:
         self.search_case = search_case
         self.processes = []
         self.messages = None
+        self.hungry = None
         self.running = 0
         self.child_boxes = 0
+        self.returned = []      # BoxQueues handed back by children, not yet searched
 
     @classmethod
     def for_run(cls, ctx, settings, search_case=None):
@@ -72,16 +86,32 @@ class Team:
         if not self.processes and elapsed >= self.settings.fork_after \
                 and len(queue) >= 2 * self.workers:
             self._fork(ctx, case_index, queue)
+        elif self.processes and self.running < self.workers - 1 \
+                and len(queue) >= 2 * MIN_SHARE:
+            self._spawn(ctx, case_index, queue, 1)  # a worker closed its part: deal again
         return self._drain(ctx, case_index, block=0.0)
 
     def finish(self, ctx, case_index, outcome):
         """The region's outcome once the parent's own part ended with ``outcome``."""
         from verifier.search.input_split import SplitOutcome
 
+        from verifier.search.input_split import run_queue
+        from verifier.verify import try_candidates
+
         if not outcome.proved or not self.processes:
             return outcome
         boxes = outcome.boxes
-        while self.running:
+        while self.running or self.returned:
+            if self.returned:  # boxes a worker handed back: search them here
+                self.hungry.clear()
+                outcome = run_queue(ctx, case_index, self.search_case, self.settings,
+                                    self.returned.pop(), try_candidates, self)
+                boxes += outcome.boxes
+                if not outcome.proved:
+                    outcome.boxes = boxes + self.child_boxes
+                    return outcome
+                continue
+            self.hungry.set()  # idle: ask the workers for part of their boxes
             left = ctx.time_left()
             if left <= 0:
                 return SplitOutcome(False, f"time ran out with {self.running} worker "
@@ -110,19 +140,28 @@ class Team:
     def _fork(self, ctx, case_index, queue):
         context = multiprocessing.get_context("fork")
         self.messages = context.Queue()
+        self.hungry = context.Event()
+        self._spawn(ctx, case_index, queue, self.workers - 1)
+        ctx.stats["workers"] = self.workers
+
+    def _spawn(self, ctx, case_index, queue, count):
+        """Deal the queue's boxes, sorted by bound, round-robin into ``count + 1``
+        parts; keep the first and fork a worker for each other one."""
+        context = multiprocessing.get_context("fork")
+        self.hungry.clear()
         order = np.argsort(queue.bound, kind="stable")
-        parts = [queue.take(order[j::self.workers]) for j in range(self.workers)]
+        parts = [queue.take(order[j::count + 1]) for j in range(count + 1)]
         queue.replace(parts[0])
         parent = os.getpid()
-        for j in range(1, self.workers):
+        for j in range(1, count + 1):
             process = context.Process(
                 target=_child, daemon=True,
                 args=(ctx, case_index, self.search_case, self.settings, parts[j],
-                      self.messages, parent, j))
+                      self.messages, self.hungry, parent, len(self.processes) + 1))
             process.start()
             self.processes.append(process)
-        self.running = len(self.processes)
-        ctx.stats["workers"] = self.workers
+            self.running += 1
+        ctx.stats["worker_forks"] = len(self.processes)
 
     def _drain(self, ctx, case_index, block):
         from verifier.search.input_split import SplitOutcome
@@ -137,7 +176,13 @@ class Team:
             except queue_module.Empty:
                 return None
             block = 0.0
-            if message[0] == "candidates":
+            if message[0] == "boxes":
+                from verifier.search.input_split import BoxQueue
+
+                self.returned.append(BoxQueue.of(*message[1:]))
+                ctx.stats["boxes_handed_back"] = ctx.stats.get("boxes_handed_back", 0) + \
+                    len(message[1])
+            elif message[0] == "candidates":
                 _, points, margins = message
                 cex = try_candidates(ctx, case_index, points, margins, len(points), np.inf)
                 if cex is not None:
@@ -153,12 +198,25 @@ class Team:
                                         boxes=self.child_boxes)
 
 
-def _child(ctx, case_index, search_case, settings, queue, messages, parent, number):
-    """A worker: search its part of the queue, report candidates and the end."""
+def _child(ctx, case_index, search_case, settings, queue, messages, hungry, parent, number):
+    """A worker: search its part of the queue, report candidates and the end;
+    hand half of its open boxes back when the parent is idle (``hungry``)."""
     from verifier.search.input_split import run_queue
 
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     ctx.rng = np.random.default_rng((ctx.options.seed, number))
+
+    def share(queue):
+        if not hungry.is_set() or len(queue) < 2 * MIN_SHARE:
+            return 0
+        hungry.clear()
+        order = np.argsort(queue.bound, kind="stable")
+        given = queue.take(order[1::2])
+        queue.replace(queue.take(order[0::2]))
+        hint = given.hint
+        known = given._known and tuple(k[:given.size] for k in given._known)
+        messages.put(("boxes", given.lower, given.upper, given.bound, hint, known))
+        return len(given)
 
     def report(ctx, case_index, points, margins, count, slack):
         best = np.argsort(margins)[:count]
@@ -167,7 +225,7 @@ def _child(ctx, case_index, search_case, settings, queue, messages, parent, numb
             messages.put(("candidates", points[best], margins[best]))
         return None
 
-    outcome = run_queue(ctx, case_index, search_case, settings, queue, report)
+    outcome = run_queue(ctx, case_index, search_case, settings, queue, report, share=share)
     messages.put(("done", outcome.proved, outcome.reason, outcome.boxes))
     messages.close()
     messages.join_thread()
