@@ -105,9 +105,13 @@ def run_one(model, prop, timeout, workers=None):
 
 
 def run_acasxu(rows, args):
+    from verifier.runner.process import cores_per_job
+
+    workers = args.workers or cores_per_job(args.jobs)  # as `verifier run` does
+
     def job(row):
         verdict, wall, stats = run_one(row["onnx"], row["vnnlib"],
-                                       row["timeout"] * args.timeout_scale, args.workers)
+                                       row["timeout"] * args.timeout_scale, workers)
         return row, verdict, wall, stats
 
     results = []
@@ -210,7 +214,7 @@ def main():
     parser.add_argument("--timeout-scale", type=float, default=1.0)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes per instance (default: the verifier's)")
+                        help="worker processes per instance (default: the cores over --jobs)")
     parser.add_argument("--throughput", metavar="ROW")
     parser.add_argument("--throughput-seconds", type=float, default=20.0)
     parser.add_argument("--rl", action="store_true", help="time the generated rl networks")

@@ -47,8 +47,8 @@ class Options:
     pgd_restarts: int = 0       # 0: as many as ~attack_flops allows, in [4, 256]
     attack_flops: float = 8e9
     input_split_max_dim: int = 16  # input splitting up to this many free inputs
-    workers: int | None = None  # input-split processes per instance (None: 1), and MILP
-    #                             rows at once (None: the CPUs available; search/milp.py)
+    workers: int | None = None  # input-split processes per instance and MILP rows at
+    #                             once (None: the CPUs available; search/split_workers.py)
     verbose: bool = False
 
 

@@ -289,3 +289,33 @@ def test_tty_progress_bar_redraws_in_place():
     assert "1 sat  2 unsat  0 unknown  1 WRONG" in text
     assert "WRONG: answered unsat" in text  # printed above the bar
     assert text.endswith("\r\033[K")
+
+
+@pytest.mark.parametrize("jobs, cores, workers", [(1, 2, 2), (2, 2, 1), (3, 8, 2), (4, 2, 1)])
+def test_default_command_gives_each_row_its_share_of_the_cores(tiny, tmp_path, monkeypatch,
+                                                               jobs, cores, workers):
+    from verifier.runner import driver
+    from verifier.search import split_workers
+
+    monkeypatch.setattr(split_workers, "available_cores", lambda: cores)
+    tasks = []
+    monkeypatch.setattr(driver, "drive", lambda backend, todo, *rest: tasks.extend(todo))
+    instances = read_instances(tiny / "instances.csv")
+    run_benchmark(tiny, instances[:1], tmp_path / "r.csv", jobs=jobs)
+    argv = tasks[0].command(tasks[0].model, tasks[0].prop, 5.0, tmp_path / "x.txt")
+    assert argv[argv.index("--workers") + 1] == str(workers)
+
+
+def test_a_given_command_is_used_as_it_is(tiny, tmp_path, monkeypatch):
+    from verifier.runner import driver, verify_command
+
+    tasks = []
+    monkeypatch.setattr(driver, "drive", lambda backend, todo, *rest: tasks.extend(todo))
+    instances = read_instances(tiny / "instances.csv")
+
+    def command(model, prop, timeout, result_file):
+        return verify_command(model, prop, timeout, result_file)
+
+    run_benchmark(tiny, instances[:1], tmp_path / "r.csv", command=command, jobs=2)
+    argv = tasks[0].command(tasks[0].model, tasks[0].prop, 5.0, tmp_path / "x.txt")
+    assert "--workers" not in argv

@@ -337,10 +337,15 @@ def test_an_idle_parent_searches_boxes_a_worker_hands_back(tmp_path, monkeypatch
     assert outcome.boxes > team.child_boxes  # the parent bounded the boxes handed back
 
 
-def test_one_process_unless_more_workers_are_asked_for():
-    from verifier.search.split_workers import Team, available_cores
+def test_one_process_per_available_core_unless_told_otherwise(monkeypatch):
+    from verifier.search import split_workers
+    from verifier.search.split_workers import Team
 
-    assert available_cores() >= 1
+    assert split_workers.available_cores() >= 1
+    monkeypatch.setattr(split_workers, "available_cores", lambda: 1)
     assert Team.for_run(SimpleNamespace(options=Options()), SplitSettings()) is None
+    monkeypatch.setattr(split_workers, "available_cores", lambda: 4)
+    assert Team.for_run(SimpleNamespace(options=Options()), SplitSettings()).workers == 4
+    assert Team.for_run(SimpleNamespace(options=Options(workers=1)), SplitSettings()) is None
     team = Team.for_run(SimpleNamespace(options=Options(workers=3)), SplitSettings())
     assert team is not None and team.workers == 3

@@ -124,10 +124,9 @@ def _show_counterexample(cex) -> str:
 @click.option("--smoothing-n", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Estimation samples for --smoothing-sigma (n0 = 100, alpha = 0.001).")
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Processes sharing one instance's input-split search "
-                   "(default: 1; experimental, see verifier/search/split_workers.py), and "
-                   "rows of the exact MILP of small ReLU MLPs solved at once (default: "
-                   "the CPUs available).")
+              help="Processes sharing one instance's input-split search (see "
+                   "verifier/search/split_workers.py), and rows of the exact MILP of small "
+                   "ReLU MLPs solved at once (default: the CPUs available to the process).")
 @handle_errors
 def verify(model, property_file, timeout, result_file, seed, max_disjuncts, as_json, verbose,
            smoothing_sigma, smoothing_n, workers):

@@ -2,6 +2,7 @@
 as it finishes, rewrite the results file in instance order at the end."""
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +15,9 @@ from verifier.runner.check import Check, check_counterexample
 from verifier.runner.instances import Instance, deduplicate
 from verifier.runner.local import LocalBackend
 from verifier.runner.outcome import Recorder
-from verifier.runner.process import DEFAULT_GRACE, CommandBuilder, Task, read_text, verify_command
+from verifier.runner.process import (
+    DEFAULT_GRACE, CommandBuilder, Task, cores_per_job, read_text, verify_command,
+)
 from verifier.runner.results import ResultsFile, read_results
 from verifier.runner.scoring import Row, apply_score
 from verifier.runner.summary import Report
@@ -41,7 +44,9 @@ def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
     ``started(instance, timeout)``, ``row(row)`` after each instance and
     ``tick()`` a few times a second. ``command(model, property, timeout,
     result_file)`` gives the argv of one instance (default:
-    :func:`verify_command`).
+    :func:`verify_command` with ``--workers`` set to each row's share of the
+    cores: the cores available over ``jobs`` on the local pool, 1 on any
+    other backend, whose workers run one task per thread).
     """
     if timeout_scale <= 0:
         raise ValueError("timeout_scale must be positive")
@@ -55,6 +60,9 @@ def run_benchmark(benchmark_dir, instances: Sequence[Instance], results_path, *,
             raise DataError(f"the results file {results_path} already holds results; use "
                             f"--resume to keep them and run the rest, or --overwrite to "
                             f"start it afresh")
+        if command is verify_command:
+            command = functools.partial(
+                verify_command, workers=cores_per_job(jobs) if backend is None else 1)
         if backend is None:
             backend = LocalBackend(jobs, results_path.parent)
         with backend:  # a cluster that cannot be reached stops the run here

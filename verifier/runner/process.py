@@ -29,10 +29,21 @@ DEFAULT_GRACE = 10.0
 OUTPUT_TAIL = 1 << 20
 
 
-def verify_command(model: Path, prop: Path, timeout: float, result_file: Path) -> list[str]:
-    """The default per-instance command: this verifier, in a fresh interpreter."""
-    return [sys.executable, "-m", "verifier", "verify", str(model), str(prop),
-            "--timeout", f"{max(timeout, 0.1):g}", "--json", "--result-file", str(result_file)]
+def verify_command(model: Path, prop: Path, timeout: float, result_file: Path,
+                   workers: int | None = None) -> list[str]:
+    """The default per-instance command: this verifier, in a fresh interpreter
+    (``workers``: its ``--workers``, else the verifier's default)."""
+    command = [sys.executable, "-m", "verifier", "verify", str(model), str(prop),
+               "--timeout", f"{max(timeout, 0.1):g}", "--json", "--result-file",
+               str(result_file)]
+    return command + (["--workers", str(int(workers))] if workers else [])
+
+
+def cores_per_job(jobs: int) -> int:
+    """The cores this process may use, shared among ``jobs`` rows run at once."""
+    from verifier.search.split_workers import available_cores
+
+    return max(1, available_cores() // max(1, jobs))
 
 
 CommandBuilder = Callable[[Path, Path, float, Path], list]

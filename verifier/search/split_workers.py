@@ -25,13 +25,9 @@ half of the parent's queue (at least :data:`MIN_SHARE` boxes each), and an
 idle parent gets half of a child's. Children exit when the parent goes away
 (they watch their parent's pid) and are terminated when the search ends.
 
-Default: one process. On Linear/ReLU chains the bounds and float32 margins
-of a box no longer depend on its batch (:mod:`verifier.bounds.chain`), but
-on the shared 2-core machine two processes were still slower (acasxu
-4_6 prop_1 3.1 s vs 2.2 s, 3_3 prop_9 4.9 s vs 4.5 s; the other cores
-were busy). Before that, with the engine's CROWN, a half of the queue got
-looser margins (its intermediate bounds depended on the batch) and 1_1
-prop_2 went from 4.9 s to a timeout. ``--workers N`` stays available.
+Default: one process per core this process may use (``--workers`` or
+``Options.workers`` sets it; ``verifier run`` gives each of its ``--jobs``
+rows its share of the cores). Easy instances never fork (``fork_after``).
 """
 from __future__ import annotations
 
@@ -73,8 +69,9 @@ class Team:
 
     @classmethod
     def for_run(cls, ctx, settings, search_case=None):
-        """A team when more than one worker is asked for and fork exists, else None."""
-        workers = settings.workers or getattr(ctx.options, "workers", None) or 1
+        """A team when more than one worker is asked for (default: one per core
+        this process may use) and fork exists, else None."""
+        workers = settings.workers or getattr(ctx.options, "workers", None) or available_cores()
         if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
             return None
         return cls(workers, settings, search_case)
