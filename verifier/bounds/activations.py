@@ -33,12 +33,6 @@ float rounding of ``f`` and of the critical points; the chords of ReLU/PRelu
 are moved out by ``RELAXATION_PAD·(|intercept| + |slope|·max(|l|, |u|))``
 (their intercept is computed with cancellation).
 
-Branch and bound may split the input interval of a sigmoid or tanh neuron
-(:mod:`verifier.search.bab`); :meth:`Smooth.split_point` picks where, the
-point whose two halves' relaxations enclose the least area (Shi et al.,
-"Neural Network Verification with Branch-and-Bound for General
-Nonlinearities", 2024, optimise their branching points the same way).
-
 Sign: constant lines from its interval ``[sign(l), sign(u)]``.
 """
 from __future__ import annotations
@@ -286,33 +280,6 @@ class Smooth(Activation):
             c, d, fc, fd = (np.where(left, new, d), np.where(left, c, new),
                             np.where(left, fnew, fd), np.where(left, fc, fnew))
         return 0.5 * (a + b)
-
-    def split_point(self, lower, upper, candidates=9):
-        """Per entry of ``lower``/``upper`` (1-D, finite, ``lower < upper``),
-        the point ``s`` cutting ``[lower, upper]`` into two intervals whose
-        default relaxations enclose the least total area (GenBaB's optimised
-        branching points, here searched per split among ``candidates``
-        evenly spaced interior points and 0 when it lies inside): branch and
-        bound splits a neuron's input interval there."""
-        lower, upper = np.asarray(lower, float)[:, None], np.asarray(upper, float)[:, None]
-        share = np.arange(1, candidates + 1) / (candidates + 1)
-        points = lower + share * (upper - lower)
-        inside = (lower < 0.0) & (upper > 0.0)
-        points = np.concatenate([points, np.where(inside, 0.0, points[:, :1])], axis=1)
-        total = self.area(lower, points) + self.area(points, upper)
-        return points[np.arange(len(points)), np.argmin(total, axis=1)]
-
-    def area(self, lower, upper):
-        """The area between the default upper and lower lines over ``[lower, upper]``."""
-        lower, upper = np.broadcast_arrays(lower, upper)
-        low, high = self.slope_range(lower, upper)
-        lines = []
-        for side in ("lower", "upper"):
-            a = self._area_slope(side, lower, upper, low, high)
-            b, _ = self.intercept(None, side, a, lower, upper)
-            lines += [a, b]
-        mid = 0.5 * (lower + upper)
-        return (upper - lower) * ((lines[2] - lines[0]) * mid + lines[3] - lines[1])
 
     def ibp(self, prep, i, lower, upper):
         if self.monotone:

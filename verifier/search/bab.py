@@ -45,7 +45,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.bounds.activations import activation_for
 from verifier.bounds.engine import SMOOTH_SPLIT, compute_bounds, float32_supported
 from verifier.bounds.inputs import Box
 from verifier.bounds.roundoff import float32_hull
@@ -457,13 +456,13 @@ def _try_points(ctx, case_index, rows, points, which):
 def _children(graph, dom, node, neuron):
     """The two sub-problems of ``dom`` with ReLU ``neuron`` of ``node`` inactive
     (-1) and active (+1), or with the input interval ``[l, u]`` of sigmoid/tanh
-    ``neuron`` cut at :meth:`~verifier.bounds.activations.Smooth.split_point`
-    ``s`` into ``[l, s]`` and ``[s, u]``; they start from the parent's tables
-    and bounds."""
+    ``neuron`` cut in the middle ``s`` into ``[l, s]`` and ``[s, u]`` (GenBaB,
+    Shi et al., "Neural Network Verification with Branch-and-Bound for General
+    Nonlinearities", 2024); they start from the parent's tables and bounds."""
     if not isinstance(graph.nodes[node], ops.Relu):
         interval = dom.intermediate[node]
         low, high = interval.lower[0, neuron], interval.upper[0, neuron]
-        cut = float(activation_for(graph.nodes[node]).split_point([low], [high])[0])
+        cut = 0.5 * (low + high)
         out = []
         for lower, upper in ((low, cut), (cut, high)):
             table = dict(dom.intermediate)
