@@ -19,6 +19,21 @@ Two strategies, chosen from the problem:
   2021; :data:`FSB_CANDIDATES`). The
   inputs minimising the sub-problems' CROWN bounds are replayed as
   counterexample candidates.
+* Sigmoid/tanh splitting (the same loop; GenBaB, Shi et al., "Neural Network
+  Verification with Branch-and-Bound for General Nonlinearities", 2024): a
+  sub-problem is also a set of pre-activation intervals ``[l, u]`` of Sigmoid
+  and Tanh neurons, its parent's with one neuron's interval cut in the
+  middle. The cut is only a clamp of the intermediate bounds passed to the
+  engine: the neuron's relaxation is rebuilt on the narrower interval, the
+  later intermediate bounds are recomputed by CROWN under it, and no
+  multiplier is needed (every input lies in one child, where its
+  pre-activation is in the clamped interval; a child whose recomputed bounds
+  cross its clamp is empty). The neuron: the best score of the engine's
+  CROWN pass, the mean gap between each neuron's relaxation and the function
+  over its interval times its coefficient's magnitude (neurons narrower than
+  :data:`MIN_SPLIT_WIDTH` are left alone). Networks with sigmoid/tanh
+  neurons and no ReLU first get one longer alpha-CROWN pass at the root
+  (:data:`ROOT_SHARE`).
 
 Linear input constraints ``A x <= b``: both strategies start from the case's
 box tightened by LP to the constraints (:mod:`verifier.search.plan`), a
@@ -29,10 +44,12 @@ others, ReLU splitting bounds over the tightened box only.
 A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
 each row against its own float32 margin computed on that sub-problem; every
 box is first widened to its float32 hull (the inputs onnxruntime can see).
-ReLU splitting bounds the float32 network itself (``BoundOptions(float32=
-True)``, every graph without Softmax): its splits are about the float32
-pre-activations, which partition the float32 inputs as the real ones
-partition the real inputs, and its margins are the comparison floor only.
+ReLU (and sigmoid/tanh) splitting bounds the float32 network itself
+(``BoundOptions(float32=True)``, every graph without Softmax): its splits
+are about the float32 pre-activations (a ReLU's sign, a sigmoid's interval
+``z32 <= s`` or ``z32 >= s``), which partition the float32 inputs as the
+real ones partition the real inputs, and its margins are the comparison
+floor only.
 (Splits about real pre-activations would leave the float32 bound unable to
 use them: ``z >= 0`` only gives ``z32 >= -e``, with ``e`` the forward error
 bound, thousands on deep networks.)
