@@ -589,12 +589,15 @@ def _mean_gaps(relaxation):
     lower, upper = relaxation.lower, relaxation.upper
     width = upper - lower
     f = relaxation.kind.f
-    mean = sum(w * f(lower + x * width) for x, w in zip(_GL_X, _GL_W))
-    mid = lower + 0.5 * width
-    lines = relaxation.lines
-    below = mean - (lines.lower_slope * mid + lines.lower_intercept)
-    above = lines.upper_slope * mid + lines.upper_intercept - mean
-    return np.maximum(below, 0.0), np.maximum(above, 0.0)
+    with np.errstate(invalid="ignore"):  # an infinite bound (float32 overflow): no score
+        mean = sum(w * f(lower + x * width) for x, w in zip(_GL_X, _GL_W))
+        mid = lower + 0.5 * width
+        lines = relaxation.lines
+        below = mean - (lines.lower_slope * mid + lines.lower_intercept)
+        above = lines.upper_slope * mid + lines.upper_intercept - mean
+    finite = np.isfinite(width)
+    return (np.where(finite, np.fmax(below, 0.0), 0.0),
+            np.where(finite, np.fmax(above, 0.0), 0.0))
 
 
 def _concatenate(parts):

@@ -205,8 +205,8 @@ def _relu_split(ctx, case_index, case, max_batch=64):
             return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
                                  "bounds"), 1
     if smooth and not relus:
-        root, root_open, iterations = _root_rounds(ctx, box, rows, root, root_open, f32,
-                                                   alpha_seconds)
+        root, root_open, iterations = _longer_root_pass(ctx, box, rows, root, root_open,
+                                                        f32, alpha_seconds)
         if not root_open.any():
             return Outcome(True, f"proved by alpha-CROWN ({iterations} iterations)"), 1
     root_lower = root.lower[0]
@@ -343,7 +343,7 @@ ROOT_SHARE = 0.85
 ROOT_MAX_ITERATIONS = 400
 
 
-def _root_rounds(ctx, box, rows, root, root_open, f32, seconds):
+def _longer_root_pass(ctx, box, rows, root, root_open, f32, seconds):
     """One longer alpha-CROWN pass at the root (see :data:`ROOT_SHARE`;
     ``seconds``: what the first 20-iteration pass took): every intermediate
     bound recomputed and re-optimised, intersected with the first pass's;
