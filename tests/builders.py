@@ -87,11 +87,12 @@ def chain_model(layers, input_shape, opset=17):
     return model
 
 
-def relu_mlp_model(seed, n_in, hidden, n_out, bias=0.5, divisor=3.0):
+def relu_mlp_model(seed, n_in, hidden, n_out, bias=0.5, divisor=3.0, activation="Relu"):
     """Gemm -> Relu -> Gemm -> Relu -> Gemm with weights drawn from ``seed`` in
     the order W1, b1, W2, b2, W3: the first layer's weights standard normal,
     the later ones divided by ``divisor``, hidden biases ``bias`` times
-    standard normal, output bias 0."""
+    standard normal, output bias 0 (``activation``: another element-wise op
+    in place of Relu, e.g. Sigmoid)."""
     rng = np.random.default_rng(seed)
     f32 = np.float32
     W1 = rng.normal(size=(hidden, n_in)).astype(f32)
@@ -99,8 +100,8 @@ def relu_mlp_model(seed, n_in, hidden, n_out, bias=0.5, divisor=3.0):
     W2 = (rng.normal(size=(hidden, hidden)) / divisor).astype(f32)
     b2 = (bias * rng.normal(size=hidden)).astype(f32)
     W3 = (rng.normal(size=(n_out, hidden)) / divisor).astype(f32)
-    layers = [("Gemm", [W1, b1], {"transB": 1}), ("Relu", [], {}),
-              ("Gemm", [W2, b2], {"transB": 1}), ("Relu", [], {}),
+    layers = [("Gemm", [W1, b1], {"transB": 1}), (activation, [], {}),
+              ("Gemm", [W2, b2], {"transB": 1}), (activation, [], {}),
               ("Gemm", [W3, np.zeros(n_out, f32)], {"transB": 1})]
     return chain_model(layers, (1, n_in))
 

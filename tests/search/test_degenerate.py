@@ -170,7 +170,7 @@ def test_proof_reason_names_the_method_on_a_sigmoid_network(tmp_path):
     result = verify(net, prop, Options(timeout=20))
     assert result.verdict is Verdict.UNSAT
     assert "relu" not in result.reason.lower() and "CROWN" in result.reason
-    assert result.stats["strategy"] == "bounds"
+    assert result.stats["strategy"] == "activation-split"  # proved before any split
 
 
 ACAS_BOX = prop_text([-0.5] * 5, [0.5] * 5, n_out=5)

@@ -24,6 +24,13 @@ the pre-activation and ``x*_i`` the touching point of the line (``b'(a) =
 -x*``; 0 for ReLU); for beta it is ``-split·g_i``. The step is Adam's
 (Kingma & Ba 2015) scaled by the width of the allowed slope range, with the
 learning rate decayed geometrically, as in alpha-CROWN.
+
+Warm starts (a branch and bound child starting from its parent's slopes):
+a ReLU slope stays in its range, but a smooth activation's warm slope widens
+its allowed range where it lies outside (any slope gives a sound line once
+the intercept is computed on the child's own interval): clipping it to the
+child's narrower range of ``f'`` loses the parent's bound, and on small
+sigmoid MLPs sigmoid splitting then made no progress at all.
 """
 from __future__ import annotations
 
@@ -90,12 +97,16 @@ def optimize(run, target, A, bias, start, upper, warm_alpha=None, warm_beta=None
         for side, free in relaxation.free.items():
             shape = (batch, rows, free.mask.shape[-1])
             init = _warm(warm_alpha, k, side, shape)
+            low, high = free.low, free.high
             if init is None:
                 lines = relaxation.lines
                 init = lines.lower_slope if side == "lower" else lines.upper_slope
                 init = np.broadcast_to(init, shape).copy()
-            slopes.append(_Variable(k, side, init, free.low, free.high, free.mask,
-                                    free.high - free.low))
+            elif not isinstance(relaxation.kind, Leaky):
+                # a smooth line is sound with any slope: a warm start from a
+                # wider interval (a parent's) is kept, not clipped to this one's
+                low, high = np.minimum(low, init), np.maximum(high, init)
+            slopes.append(_Variable(k, side, init, low, high, free.mask, high - low))
     for k, split in run.splits.items():
         if k not in cone:
             continue

@@ -542,21 +542,62 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
 
 
 def _split_scores(run, record, n_rows):
-    """Per Relu/PRelu neuron, the bound lost to its upper (chord) line in the
-    CROWN pass, summed over the lower rows: ``-sum_r min(A_r, 0)·intercept``
-    (>= 0; 0 for stable neurons). Splitting the neuron removes that term: the
-    BaBSR-style estimate of Bunel et al., "Branch and Bound for Piecewise
-    Linear Neural Network Verification", JMLR 2020."""
+    """Per neuron of a Relu/PRelu node, the bound lost to its upper (chord)
+    line in the CROWN pass, summed over the lower rows: ``-sum_r min(A_r,
+    0)·intercept`` (>= 0; 0 for stable neurons). Splitting the neuron removes
+    that term: the BaBSR-style estimate of Bunel et al., "Branch and Bound for
+    Piecewise Linear Neural Network Verification", JMLR 2020.
+
+    Per neuron of a Sigmoid/Tanh node (:data:`SMOOTH_SPLIT`), the same idea
+    for a relaxation that no split makes exact: the mean vertical gap between
+    the selected line and the function over the neuron's input interval,
+    times the coefficient's magnitude, summed over the lower rows (the bound
+    the relaxation loses on average; splitting the interval shrinks it)."""
     scores = {}
     for k, A in record.items():
-        if not isinstance(k, int) or not isinstance(run.nodes[k], (ops.Relu, ops.PRelu)):
+        if not isinstance(k, int):
             continue
-        lines = run.relax[k].lines
-        A = A[:, :n_rows]
-        lost = (np.minimum(A, 0.0) * lines.upper_intercept).sum(axis=1)
-        lost += (np.maximum(A, 0.0) * lines.lower_intercept).sum(axis=1)
-        scores[k] = np.broadcast_to(-lost, (run.batch, lost.shape[-1])).copy()
+        node = run.nodes[k]
+        if isinstance(node, (ops.Relu, ops.PRelu)):
+            lines = run.relax[k].lines
+            A = A[:, :n_rows]
+            lost = (np.minimum(A, 0.0) * lines.upper_intercept).sum(axis=1)
+            lost += (np.maximum(A, 0.0) * lines.lower_intercept).sum(axis=1)
+            lost = -lost
+        elif isinstance(node, SMOOTH_SPLIT):
+            below, above = _mean_gaps(run.relax[k])
+            A = A[:, :n_rows]
+            lost = (np.maximum(A, 0.0) * below + np.maximum(-A, 0.0) * above).sum(axis=1)
+        else:
+            continue
+        scores[k] = np.broadcast_to(lost, (run.batch, lost.shape[-1])).copy()
     return scores
+
+
+#: smooth activations whose neurons branch and bound may split (their input
+#: interval cut in two; :mod:`verifier.search.bab`), and so get split scores
+SMOOTH_SPLIT = (ops.Sigmoid, ops.Tanh)
+
+#: Gauss-Legendre nodes and weights on [0, 1] (4 points): the mean of f over an interval
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(4)
+_GL_X, _GL_W = 0.5 * (_GL_X + 1.0), 0.5 * _GL_W
+
+
+def _mean_gaps(relaxation):
+    """Per neuron ``(B or 1, 1, n)``: the mean over its input interval of
+    ``f - lower line`` and of ``upper line - f`` (>= 0 up to rounding)."""
+    lower, upper = relaxation.lower, relaxation.upper
+    width = upper - lower
+    f = relaxation.kind.f
+    with np.errstate(invalid="ignore"):  # an infinite bound (float32 overflow): no score
+        mean = sum(w * f(lower + x * width) for x, w in zip(_GL_X, _GL_W))
+        mid = lower + 0.5 * width
+        lines = relaxation.lines
+        below = mean - (lines.lower_slope * mid + lines.lower_intercept)
+        above = lines.upper_slope * mid + lines.upper_intercept - mean
+    finite = np.isfinite(width)
+    return (np.where(finite, np.fmax(below, 0.0), 0.0),
+            np.where(finite, np.fmax(above, 0.0), 0.0))
 
 
 def _concatenate(parts):

@@ -134,10 +134,11 @@ class BoundsResult:
             bounds, so the sub-problem's input set is empty.
         intermediate_methods: node index -> 'ibp', 'crown' or 'alpha-crown'
             (how the input bounds of each nonlinearity were computed).
-        split_scores: for 'crown' and 'alpha-crown', Relu/PRelu node index ->
-            ``(B, n)``: how much the CROWN lower bounds (summed over the rows)
-            lose to each neuron's relaxation (>= 0, 0 when stable); a
-            branching heuristic (BaBSR-like).
+        split_scores: for 'crown' and 'alpha-crown', Relu/PRelu (and
+            Sigmoid/Tanh) node index -> ``(B, n)``: how much the CROWN lower
+            bounds (summed over the rows) lose to each neuron's relaxation
+            (>= 0, 0 when a ReLU is stable); a branching heuristic
+            (BaBSR-like).
         cut_short: the deadline of :class:`BoundOptions` stopped some
             tightening or optimisation; the bounds are sound but may be
             looser than without a deadline.

@@ -19,6 +19,21 @@ Two strategies, chosen from the problem:
   2021; :data:`FSB_CANDIDATES`). The
   inputs minimising the sub-problems' CROWN bounds are replayed as
   counterexample candidates.
+* Sigmoid/tanh splitting (the same loop; GenBaB, Shi et al., "Neural Network
+  Verification with Branch-and-Bound for General Nonlinearities", 2024): a
+  sub-problem is also a set of pre-activation intervals ``[l, u]`` of Sigmoid
+  and Tanh neurons, its parent's with one neuron's interval cut in the
+  middle. The cut is only a clamp of the intermediate bounds passed to the
+  engine: the neuron's relaxation is rebuilt on the narrower interval, the
+  later intermediate bounds are recomputed by CROWN under it, and no
+  multiplier is needed (every input lies in one child, where its
+  pre-activation is in the clamped interval; a child whose recomputed bounds
+  cross its clamp is empty). The neuron: the best score of the engine's
+  CROWN pass, the mean gap between each neuron's relaxation and the function
+  over its interval times its coefficient's magnitude (neurons narrower than
+  :data:`MIN_SPLIT_WIDTH` are left alone). Networks with sigmoid/tanh
+  neurons and no ReLU first get one longer alpha-CROWN pass at the root
+  (:data:`ROOT_SHARE`).
 
 Linear input constraints ``A x <= b``: both strategies start from the case's
 box tightened by LP to the constraints (:mod:`verifier.search.plan`), a
@@ -29,25 +44,28 @@ others, ReLU splitting bounds over the tightened box only.
 A sub-problem is refuted only through :func:`verifier.bounds.margin.refuted`,
 each row against its own float32 margin computed on that sub-problem; every
 box is first widened to its float32 hull (the inputs onnxruntime can see).
-ReLU splitting bounds the float32 network itself (``BoundOptions(float32=
-True)``, every graph without Softmax): its splits are about the float32
-pre-activations, which partition the float32 inputs as the real ones
-partition the real inputs, and its margins are the comparison floor only.
+ReLU (and sigmoid/tanh) splitting bounds the float32 network itself
+(``BoundOptions(float32=True)``, every graph without Softmax): its splits
+are about the float32 pre-activations (a ReLU's sign, a sigmoid's interval
+``z32 <= s`` or ``z32 >= s``), which partition the float32 inputs as the
+real ones partition the real inputs, and its margins are the comparison
+floor only.
 (Splits about real pre-activations would leave the float32 bound unable to
 use them: ``z >= 0`` only gives ``z32 >= -e``, with ``e`` the forward error
 bound, thousands on deep networks.)
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from verifier.bounds.engine import compute_bounds, float32_supported
+from verifier.bounds.engine import SMOOTH_SPLIT, compute_bounds, float32_supported
 from verifier.bounds.inputs import Box
 from verifier.bounds.roundoff import float32_hull
-from verifier.bounds.result import BoundOptions
+from verifier.bounds.result import BoundOptions, Interval
 from verifier.ir import ops
 from verifier.search.plan import search_plan
 from verifier.search.progress import Progress
@@ -81,7 +99,8 @@ def prove(ctx) -> Outcome:
     free = [int(((sc.case.region.upper - sc.case.region.lower) > 0).sum()) for sc in plan.cases]
     use_input_split = max(free) <= ctx.options.input_split_max_dim
     ctx.stats["strategy"] = ("input-split" if use_input_split
-                             else "relu-split" if _relu_nodes(ctx.graph) else "bounds")
+                             else "relu-split" if _relu_nodes(ctx.graph)
+                             else "activation-split" if _smooth_nodes(ctx.graph) else "bounds")
     total_domains = 0
     how = []
     for sc in plan.cases:
@@ -118,11 +137,18 @@ def _relu_nodes(graph):
     return [i for i, n in enumerate(graph.nodes) if isinstance(n, ops.Relu)]
 
 
+def _smooth_nodes(graph):
+    """The Sigmoid/Tanh nodes, whose neurons are split by their input interval."""
+    return [i for i, n in enumerate(graph.nodes) if isinstance(n, SMOOTH_SPLIT)]
+
+
 def _relu_split(ctx, case_index, case, max_batch=64):
     graph = ctx.graph
     rows = CaseRows.of(case)
     region = case.region
     relus = _relu_nodes(graph)
+    smooth = _smooth_nodes(graph)
+    name = "activation splitting" if smooth else "ReLU splitting"
     hull = float32_hull(region.lower, region.upper)
     box = Box(hull[0][None], hull[1][None])
     # the bounds are about the float32 network itself (splits on float32
@@ -143,17 +169,19 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                               f"(CROWN alone took {crown_seconds:.2f} s)"), 1
     # alpha-CROWN also optimises the intermediate bounds here (recomputed, not
     # reused from CROWN): the children reuse these tighter tables
+    tick = time.monotonic()
     root = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d, upper=False,
                           intermediate=first.pre_activation,
                           options=BoundOptions(recompute_intermediate=True, float32=f32),
                           deadline=ctx.deadline)
+    alpha_seconds = time.monotonic() - tick
     root_open = rows.open_polytopes(root.lower, rows.margins(graph, root.node_bounds,
                                                              root.lower, float32=f32))
     if not root_open.any():
         return Outcome(True, "proved by alpha-CROWN"), 1
-    if not relus:
-        return Outcome(False, "bounds are not tight enough and the network has no ReLU "
-                              "to split"), 1
+    if not relus and not smooth:
+        return Outcome(False, "bounds are not tight enough and the network has no ReLU, "
+                              "sigmoid or tanh to split"), 1
     from verifier.search.milp import applies, prove_case  # small ReLU MLPs: exact MILP
 
     if applies(graph, rows):
@@ -177,6 +205,11 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         if not root_open.any():
             return Outcome(True, "proved by alpha-CROWN over LP/MILP-refined intermediate "
                                  "bounds"), 1
+    if smooth and not relus:
+        root, root_open, iterations = _longer_root_pass(ctx, box, rows, root, root_open,
+                                                        f32, alpha_seconds)
+        if not root_open.any():
+            return Outcome(True, f"proved by alpha-CROWN ({iterations} iterations)"), 1
     root_lower = root.lower[0]
     root_rows = _open_rows(rows, root_open[0])
     domains = [_Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
@@ -189,27 +222,28 @@ def _relu_split(ctx, case_index, case, max_batch=64):
     child_options = BoundOptions(alpha_iterations=10, float32=f32,
                                  recompute_intermediate=CHILD_CROWN_INTERMEDIATE,
                                  alpha_intermediate=False)
-    progress = Progress(ctx, "ReLU splitting", "sub-problems")
+    progress = Progress(ctx, name, "sub-problems")
     while domains:
         progress.report(len(domains), min(d.bound for d in domains), explored)
         left = ctx.time_left()
         if left <= 0:
             worst = min(d.bound for d in domains)
             return Outcome(False, f"time ran out with {len(domains)} open sub-problems "
-                                  f"(worst bound {worst:.4g}, ReLU splitting)"), explored
+                                  f"(worst bound {worst:.4g}, {name})"), explored
         # size the batch so that one bound call uses at most a fifth of the time left
         pairs = int(max(1, min(max_batch // 2, 0.2 * left / max(2 * per_domain, 1e-6))))
         domains.sort(key=lambda dom: dom.bound)  # worst first
         batch, domains = domains[:pairs], domains[pairs:]
         tick = time.monotonic()  # the branching's bound pass counts in the time per child
         children = []
-        for dom, choice in zip(batch, _choose(ctx, batch, relus, rows, hull, f32)):
+        for dom, choice in zip(batch, _choose(ctx, batch, relus, smooth, rows, hull, f32)):
             if choice is None:
-                continue  # every ReLU stable and still open: nothing to split
-            children += _children(dom, *choice)
+                continue  # every neuron stable (or too narrow) and still open
+            children += _children(graph, dom, *choice)
         if not children:
-            return Outcome(False, "open sub-problems with every ReLU fixed: the relaxation "
-                                  "of the other ops is not exact"), explored
+            return Outcome(False, "open sub-problems with every ReLU fixed and every "
+                                  "sigmoid/tanh interval narrow: the relaxation of the "
+                                  "other ops is not exact"), explored
         explored += len(children)
         n = len(children)
         result, index = _bound_batch(graph, children, relus, rows, hull, child_options,
@@ -224,7 +258,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
         still = np.flatnonzero(open_poly.any(axis=1))
         cex = _try_points(ctx, case_index, rows, result.points, still)
         if cex is not None:
-            return Outcome(False, "counterexample found by ReLU splitting (at the "
+            return Outcome(False, f"counterexample found by {name} (at the "
                                   "minimiser of a sub-problem's CROWN bound)", cex), explored
         bounds = rows.worst_open(lower, open_poly)
         for j in still:
@@ -236,7 +270,7 @@ def _relu_split(ctx, case_index, case, max_batch=64):
                 _take_alpha(result.alpha, j, where), float(bounds[j]),
                 {k: v[j] for k, v in result.split_scores.items()}, kept, lower[j],
                 _take_alpha(result.beta, j, where)))
-    return Outcome(True, "proved by ReLU splitting"), explored
+    return Outcome(True, f"proved by {name}"), explored
 
 
 #: children recompute their intermediate bounds by CROWN under their split
@@ -263,7 +297,6 @@ def _refine_root(ctx, box, rows, root, f32):
     table starts from a real-valued CROWN pass and is widened by the float32
     error bound of each pre-activation before it meets the float bounds."""
     from verifier.bounds.lp_refine import mlp_layers, refine
-    from verifier.bounds.result import Interval
     from verifier.bounds.roundoff import node_errors
 
     graph = ctx.graph
@@ -298,6 +331,50 @@ def _refine_root(ctx, box, rows, root, f32):
     return again if after >= before else root
 
 
+#: sigmoid/tanh networks: the root's alpha-CROWN is run once more with as many
+#: iterations (at most ROOT_MAX_ITERATIONS) as fit in ROOT_SHARE of the time
+#: left, judged by the first pass's time per iteration, starting from its
+#: intermediate bounds and slopes; splitting goes on from that pass. On eran's
+#: 6x200 sigmoid MLP the bounds keep rising with the iterations (row
+#: mnist_spec_idx_1211: worst row -1.18 after 20 iterations, +0.31 after 60),
+#: faster than splitting gains: on row 9044 at 75 s (2-core CPU, shared), a
+#: share of 0.6 ended at worst bound -0.69 (root pass -2.28 -> -0.75, then 243
+#: sub-problems), 0.85 at -0.55 (root -> -0.64, then 623 sub-problems).
+ROOT_SHARE = 0.85
+ROOT_MAX_ITERATIONS = 400
+
+
+def _longer_root_pass(ctx, box, rows, root, root_open, f32, seconds):
+    """One longer alpha-CROWN pass at the root (see :data:`ROOT_SHARE`;
+    ``seconds``: what the first 20-iteration pass took): every intermediate
+    bound recomputed and re-optimised, intersected with the first pass's;
+    each row keeps its better bound. Returns the result (with those row
+    bounds), its open polytopes and the iterations (0: no pass)."""
+    graph = ctx.graph
+    iterations = int(min(ROOT_MAX_ITERATIONS, 20 * ROOT_SHARE * ctx.time_left()
+                         / max(seconds, 1e-6)))
+    if iterations <= 20:
+        return root, root_open, 0
+    tick = time.monotonic()
+    work = BoundOptions().max_alpha_work  # the intermediate nodes the first pass optimised
+    again = compute_bounds(graph, box, method="alpha-crown", C=rows.C, d=rows.d,
+                           upper=False, intermediate=root.pre_activation, alpha=root.alpha,
+                           options=BoundOptions(recompute_intermediate=True, float32=f32,
+                                                alpha_iterations=iterations,
+                                                max_alpha_work=work * iterations / 20),
+                           deadline=ctx.deadline)
+    before = float(rows.worst_open(root.lower, root_open)[0])
+    lower = np.maximum(root.lower, again.lower)
+    root = dataclasses.replace(again, lower=lower)
+    root_open = rows.open_polytopes(lower, rows.margins(graph, again.node_bounds, lower,
+                                                        float32=f32))
+    after = float(rows.worst_open(lower, root_open)[0])
+    ctx.log(f"alpha-CROWN with {iterations} iterations: worst open bound {before:.6g} -> "
+            f"{after:.6g} in {time.monotonic() - tick:.2f} s")
+    ctx.stats["root_iterations"] = iterations
+    return root, root_open, iterations
+
+
 def _bound_batch(graph, domains, relus, rows, hull, options, deadline):
     """Bound a batch of sub-problems (alpha-CROWN with their splits, their
     parents' intermediate bounds, slopes and multipliers as warm starts), each
@@ -329,16 +406,17 @@ def _bound_batch(graph, domains, relus, rows, hull, options, deadline):
 FSB_CANDIDATES = 1
 
 
-def _choose(ctx, batch, relus, rows, hull, f32):
-    """Per sub-problem of ``batch``, the ReLU ``(node, neuron)`` to split, or
-    None when every ReLU is stable or split (see :data:`FSB_CANDIDATES`)."""
-    lists = [_candidates(dom, relus, FSB_CANDIDATES) for dom in batch]
+def _choose(ctx, batch, relus, smooth, rows, hull, f32):
+    """Per sub-problem of ``batch``, the neuron ``(node, neuron)`` to split, or
+    None when every ReLU is stable or split and every sigmoid/tanh interval
+    narrower than :data:`MIN_SPLIT_WIDTH` (see :data:`FSB_CANDIDATES`)."""
+    lists = [_candidates(dom, relus, smooth, FSB_CANDIDATES) for dom in batch]
     if all(len(c) <= 1 for c in lists):
         return [c[0] if c else None for c in lists]
     trial = []
     for dom, cands in zip(batch, lists):
         for node, neuron in cands:
-            trial += _children(dom, node, neuron)
+            trial += _children(ctx.graph, dom, node, neuron)
     result, index = _bound_batch(ctx.graph, trial, relus, rows, hull,
                                  BoundOptions(alpha_iterations=0, float32=f32), ctx.deadline)
     lower = _scatter_rows(result.lower, index, len(rows.d), np.stack([t.lower for t in trial]))
@@ -368,9 +446,25 @@ def _try_points(ctx, case_index, rows, points, which):
     return try_candidates(ctx, case_index, x, margins)
 
 
-def _children(dom, node, neuron):
+def _children(graph, dom, node, neuron):
     """The two sub-problems of ``dom`` with ReLU ``neuron`` of ``node`` inactive
-    (-1) and active (+1); they start from the parent's tables and bounds."""
+    (-1) and active (+1), or with the input interval ``[l, u]`` of sigmoid/tanh
+    ``neuron`` cut in the middle ``s`` into ``[l, s]`` and ``[s, u]`` (GenBaB,
+    Shi et al., "Neural Network Verification with Branch-and-Bound for General
+    Nonlinearities", 2024); they start from the parent's tables and bounds."""
+    if not isinstance(graph.nodes[node], ops.Relu):
+        interval = dom.intermediate[node]
+        low, high = interval.lower[0, neuron], interval.upper[0, neuron]
+        cut = 0.5 * (low + high)
+        out = []
+        for lower, upper in ((low, cut), (cut, high)):
+            table = dict(dom.intermediate)
+            bounds = Interval(interval.lower.copy(), interval.upper.copy())
+            bounds.lower[0, neuron], bounds.upper[0, neuron] = lower, upper
+            table[node] = bounds
+            out.append(_Domain(dom.splits, table, dom.alpha, dom.bound, dom.scores,
+                               dom.rows, dom.lower, dom.beta))
+        return out
     out = []
     for phase in (-1, 1):
         splits = {k: v.copy() for k, v in dom.splits.items()}
@@ -432,19 +526,34 @@ class _Domain:
 
 
 def _stack_intervals(tables):
-    from verifier.bounds.result import Interval
-
     keys = tables[0].keys()
     return {k: Interval(np.vstack([t[k].lower for t in tables]),
                         np.vstack([t[k].upper for t in tables])) for k in keys}
 
 
-def _candidates(dom, relus, count):
-    """The ``count`` free unstable ReLUs ``(node, neuron)`` with the best split
-    scores, best first: the bound the CROWN pass lost to each one's relaxation
-    (BaBSR-like, from the bound engine); the triangle area u*(-l)/(u-l) breaks
-    ties and stands in where no score is known."""
+#: sigmoid/tanh neurons whose input interval is narrower are not split
+MIN_SPLIT_WIDTH = 1e-3
+
+
+def _candidates(dom, relus, smooth, count):
+    """The ``count`` free unstable ReLUs and sigmoid/tanh neurons (input
+    interval at least :data:`MIN_SPLIT_WIDTH` wide) ``(node, neuron)`` with the
+    best split scores, best first: the bound the CROWN pass lost to each one's
+    relaxation (BaBSR-like, from the bound engine); for ReLUs the triangle
+    area u*(-l)/(u-l) breaks ties and stands in where no score is known (the
+    width for the others)."""
     found = []
+    for k in smooth:
+        interval = dom.intermediate[k]
+        width = interval.upper[0] - interval.lower[0]
+        free = np.flatnonzero(np.isfinite(width) & (width >= MIN_SPLIT_WIDTH))
+        if not len(free):
+            continue
+        score = width[free] * 1e-6
+        if dom.scores and k in dom.scores:
+            score = score + dom.scores[k][free]
+        top = np.argsort(-score, kind="stable")[:count]
+        found.extend((float(score[t]), k, int(free[t])) for t in top)
     for k in relus:
         interval = dom.intermediate[k]
         lower, upper = interval.lower[0], interval.upper[0]
