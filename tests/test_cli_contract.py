@@ -374,10 +374,13 @@ def test_ctrl_c_in_a_real_process(tmp_path, files):
     out = tmp_path / "r.txt"
     script = tmp_path / "hung.py"
     script.write_text(HUNG_SEARCH)
+    # a shell's background job starts with SIGINT ignored, and Python keeps it
+    # so: give the child the default disposition, as an interactive shell does
     proc = subprocess.Popen([sys.executable, str(script), "verify", model, unsat, "--timeout",
                              "60", "--json", "--result-file", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:  # until the search starts
         if (tmp_path / "started").exists():
