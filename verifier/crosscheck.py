@@ -112,7 +112,7 @@ def float64_model(proto, float32_ops=()):
         import onnx
         from onnx import helper
 
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+        inferred = onnx.shape_inference.infer_shapes(pb.as_model(model, onnx)).graph
         types = {v.name: v.type.tensor_type.elem_type
                  for v in list(inferred.value_info) + list(inferred.input)}
         types.update({t.name: t.data_type for t in graph.initializer})

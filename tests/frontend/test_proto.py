@@ -100,8 +100,11 @@ def test_stable_defaults_match_every_schema_from_opset_7():
             assert schema_defaults(op_type, opset) == table, (op_type, opset)
 
 
-def test_messages_are_onnx_classes():
-    assert proto.messages().ModelProto is onnx.ModelProto
+def test_messages_are_onnx_classes_once_onnx_is_imported():
+    assert proto.messages() is onnx.onnx_ml_pb2
+    model = onnx.load(str(ROOT / "verifier" / "examples" / "tiny_mlp.onnx"))
+    assert proto.is_model(model) and proto.as_model(model) is model
+    assert not proto.is_model(model.graph) and not proto.is_model(b"bytes")
     assert proto.data_type_name(7) == "int64"
     assert proto.data_type_name(999) == "unknown type 999"
 
@@ -117,12 +120,17 @@ def test_plain_models_load_and_verify_without_the_onnx_package():
         f"r = verify({str(example / 'tiny_mlp.onnx')!r}, "
         f"{str(example / 'tiny_mlp_robust.vnnlib')!r}, Options(timeout=20))\n"
         "before = 'onnx' in sys.modules\n"
+        "ours = proto.messages()\n"
+        "mine = proto.as_model(proto.messages().ModelProto.FromString(open("
+        f"{str(example / 'tiny_mlp.onnx')!r}, 'rb').read()))\n"
         "import onnx\n"
         f"m = onnx.load({str(example / 'tiny_mlp.onnx')!r})\n"
         "onnx.checker.check_model(m)\n"
-        "same = proto.messages().ModelProto is onnx.ModelProto and isinstance(m, "
-        "proto.messages().ModelProto)\n"
+        "onnx.checker.check_model(proto.as_model(mine, onnx))\n"
+        "assert onnx.onnx_ml_pb2.ModelProto is onnx.ModelProto\n"
+        "same = proto.messages() is onnx.onnx_ml_pb2\n"
         "load_model(m)\n"
+        "load_model(mine)\n"
         "print(json.dumps({'verdict': str(r.verdict), 'onnx_before': before, 'same': same}))\n")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))

@@ -58,8 +58,8 @@ def read_model_proto(model):
     :class:`ModelError` for data that is not an ONNX model.
     """
     model_class = proto.messages().ModelProto
-    if isinstance(model, model_class):
-        return model
+    if proto.is_model(model):
+        return proto.as_model(model)
     if isinstance(model, (bytes, bytearray)):
         where, data = "<bytes>", bytes(model)
     elif isinstance(model, (str, os.PathLike)):

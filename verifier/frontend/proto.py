@@ -5,10 +5,12 @@
 whole acasxu instance takes to verify. The verifier only needs the message
 classes and the arrays in them, so this module loads onnx's generated
 protobuf module (``onnx/onnx_ml_pb2.py``, which imports nothing but
-``google.protobuf``) by itself, under its own name ``onnx.onnx_ml_pb2``: a
-later ``import onnx`` finds it in ``sys.modules`` and uses it, so there is
-one ``ModelProto`` class either way. When that file cannot be found or
-loaded, the whole ``onnx`` package is imported instead.
+``google.protobuf``) by itself, under a private name; once ``onnx`` has been
+imported, onnx's own module is used. Both register the same file in
+protobuf's default descriptor pool; with protobuf's default (upb) backend
+they share the message classes too, and :func:`as_model` converts a proto
+of the other class (other backends) through its bytes. When the file cannot
+be found or loaded, the whole ``onnx`` package is imported instead.
 
 :func:`to_array` and :func:`attribute_value` read the common tensor types and
 attribute kinds directly and hand anything else (strings, bfloat16, float8,
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-_MODULE = "onnx.onnx_ml_pb2"
+_MODULE = "verifier.frontend._onnx_ml_pb2"
+_loaded = {}
 
 # TensorProto.DataType -> (numpy dtype, the typed field holding the values)
 _TENSOR_TYPES = {
@@ -47,7 +50,9 @@ _FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS, _STRINGS = 1, 2, 3, 4, 6, 7, 8
 
 def messages():
     """onnx's generated protobuf module (``ModelProto``, ``TensorProto``, ...)."""
-    module = sys.modules.get(_MODULE)
+    if "onnx" in sys.modules:
+        return _from_package()
+    module = _loaded.get(_MODULE)
     if module is not None:
         return module
     spec = importlib.util.find_spec("onnx")  # finds the package without importing it
@@ -56,13 +61,25 @@ def messages():
         return _from_package()
     loader_spec = importlib.util.spec_from_file_location(_MODULE, path)
     module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[_MODULE] = module
     try:
         loader_spec.loader.exec_module(module)
     except Exception:  # noqa: BLE001 - any failure: the package's own import path
-        del sys.modules[_MODULE]
         return _from_package()
+    _loaded[_MODULE] = module
     return module
+
+
+def is_model(value) -> bool:
+    """Whether ``value`` is an ONNX ``ModelProto`` (of either module's class)."""
+    descriptor = getattr(value, "DESCRIPTOR", None)
+    return getattr(descriptor, "full_name", None) == "onnx.ModelProto"
+
+
+def as_model(value, module=None):
+    """``value`` (a ``ModelProto``) as an instance of ``module``'s class
+    (default: :func:`messages`), converted through its bytes if it is not one."""
+    cls = (module or messages()).ModelProto
+    return value if isinstance(value, cls) else cls.FromString(value.SerializeToString())
 
 
 def _from_package():
