@@ -47,6 +47,19 @@ def test_verify_can_be_called_again_and_again(mlp):
     assert first.verdict in (verifier.Verdict.SAT, verifier.Verdict.UNSAT)
 
 
+def test_verify_takes_a_model_as_path_bytes_or_proto(mlp):
+    import onnx
+
+    model, prop = mlp
+    by_path = verifier.verify(model, prop, verifier.Options(timeout=20))
+    data = Path(model).read_bytes()
+    for given in (data, onnx.load_model_from_string(data)):
+        result = verifier.verify(given, prop, verifier.Options(timeout=20))
+        assert result.verdict == by_path.verdict
+    with pytest.raises(MismatchError, match="<model>"):
+        verifier.verify(data, Path(ROOT / "verifier" / "examples" / "tiny_mlp_robust.vnnlib"))
+
+
 def test_verify_is_callable_however_the_submodule_was_imported_first(mlp):
     model, prop = mlp
     out = python(f"""

@@ -215,7 +215,8 @@ def falsify(ctx: Context):
 
 
 def verify(model, prop, options: Options | None = None, *, stats: dict | None = None) -> Result:
-    """Verify property ``prop`` (path or Property) on ``model`` (path).
+    """Verify property ``prop`` (path or Property) on ``model`` (a path, bytes
+    or an ONNX ``ModelProto``).
 
     ``stats``: a dict the run fills as it goes (``phase``, ``load_seconds``,
     ``pgd_best_margin``, ...); it becomes ``Result.stats``, so a watchdog
@@ -238,14 +239,15 @@ def verify(model, prop, options: Options | None = None, *, stats: dict | None = 
     stats["phase"] = "loading"
     loading = time.monotonic()
     proto = read_model_proto(model)
-    graph = lower_model(proto, os.fspath(model))
+    where = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "<model>"
+    graph = lower_model(proto, where)
     if not hasattr(prop, "cases"):
         limit = {} if options.max_disjuncts is None else {"max_disjuncts": options.max_disjuncts}
         prop = load_property(prop, **limit)
-    prop.check_sizes(graph.input_size, graph.output_size, model=f"model {os.fspath(model)}")
-    session = open_session(proto, device="cpu", name=os.fspath(model))
+    prop.check_sizes(graph.input_size, graph.output_size, model=f"model {where}")
+    session = open_session(proto, device="cpu", name=where)
     # no answer about a different function: the IR must match onnxruntime
-    check_lowering(graph, proto, prop, where=os.fspath(model), session=session)
+    check_lowering(graph, proto, prop, where=where, session=session)
     ctx = Context(graph, prop, session, options, start, np.random.default_rng(options.seed),
                   stats)
     ctx.stats["load_seconds"] = round(time.monotonic() - loading, 4)
