@@ -309,9 +309,10 @@ def look_ahead(graph, chain, rows: CaseRows, lower, upper, hint, bound, coef, op
     the case has a single polytope: on acasxu 5_8 prop_1 (one polytope of
     one row) the smear alone kept halving three inputs while a fourth stayed
     32 times wider, with 80 unstable neurons per box (timeout after 323k
-    boxes at 116 s); looking ahead proves it with 1691 boxes in 1.9 s, and
-    the other prop_1 rows need no more boxes than before (999 against 1163
-    on 3_6, 1177 on 4_6). Looking ahead on a disjunction of one-row
+    boxes at 116 s); looking ahead proves it with 1691 boxes in 1.9 s. On
+    eight other prop_1 rows it bounded 6150 boxes in all against 7262
+    (fewer on 3_9: 1029 against 1523, and 5_6: 827 against 1735; more on
+    3_6: 999 against 745). Looking ahead on a disjunction of one-row
     polytopes (1_1 prop_5) made it time out (305k boxes, against 18097
     without), so those do not.
     """
