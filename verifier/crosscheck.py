@@ -86,11 +86,10 @@ def float64_model(proto, float32_ops=()):
     """
     from verifier.frontend import proto as pb
 
-    messages = pb.messages()
-    model = messages.ModelProto()
+    model = type(proto)()
     model.CopyFrom(proto)
     graph = model.graph
-    FLOAT, DOUBLE = messages.TensorProto.FLOAT, messages.TensorProto.DOUBLE
+    FLOAT, DOUBLE = pb.FLOAT, pb.DOUBLE
 
     def widen(tensor):
         if tensor.data_type == FLOAT:
@@ -100,7 +99,7 @@ def float64_model(proto, float32_ops=()):
         widen(tensor)
     for node in graph.node:
         for attr in node.attribute:
-            if attr.type == messages.AttributeProto.TENSOR:
+            if attr.type == pb.TENSOR:
                 widen(attr.t)
             elif node.op_type == "Cast" and attr.name == "to" and attr.i == FLOAT:
                 attr.i = DOUBLE

@@ -36,13 +36,11 @@ import numpy as np
 import onnxruntime as ort
 
 from verifier.errors import DeviceError, MismatchError, ModelError
-from verifier.frontend.proto import messages
+from verifier.frontend import proto as pb
 
 if TYPE_CHECKING:
     import onnx
 
-# onnx's message classes without the onnx package (see verifier.frontend.proto)
-_pb = messages()
 ModelLike = Union[str, Path, bytes, "onnx.ModelProto"]
 
 CPU = "CPUExecutionProvider"
@@ -56,9 +54,9 @@ _LOG_ERRORS_ONLY = 3
 _LOG_FATAL_ONLY = 4
 
 _NUMPY_DTYPES = {
-    _pb.TensorProto.FLOAT: np.float32,
-    _pb.TensorProto.DOUBLE: np.float64,
-    _pb.TensorProto.FLOAT16: np.float16,
+    pb.FLOAT: np.float32,
+    pb.DOUBLE: np.float64,
+    pb.FLOAT16: np.float16,
 }
 
 
@@ -95,7 +93,7 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str | None]:
 
 def _rebatched(proto: onnx.ModelProto) -> onnx.ModelProto:
     """A copy whose input and outputs have a symbolic batch dimension."""
-    copy = _pb.ModelProto()
+    copy = type(proto)()
     copy.CopyFrom(proto)
     for value in _graph_inputs(copy) + list(copy.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -215,7 +213,7 @@ def _inference_session(proto: onnx.ModelProto, providers: list, threads: int | N
                        where: str) -> ort.InferenceSession:
     options = _session_options(threads, cpu=providers[0] == CPU)
     if proto.ir_version > _MAX_IR_VERSION:
-        lowered = _pb.ModelProto()
+        lowered = type(proto)()
         lowered.CopyFrom(proto)
         lowered.ir_version = _MAX_IR_VERSION
         proto = lowered

@@ -134,6 +134,29 @@ def test_every_float32_point_lies_in_a_child_whose_bounds_hold(name, build, seed
     assert checked >= 2
 
 
+def _warm_children(graph, smooth, parent, per_node, lo, hi, C, d, options):
+    """The children of splitting each of the ``per_node`` widest neurons of
+    every sigmoid/tanh node of ``parent`` (``bab._children``), the (node,
+    neuron) cut for each, and their bounds warm-started from the parent's
+    slopes as branch and bound does."""
+    root = bab._Domain({}, dict(parent.pre_activation), None, 0.0)
+    children, cuts = [], []
+    for k in smooth:
+        for j in np.argsort(-parent.pre_activation[k].width[0])[:per_node]:
+            children += bab._children(graph, root, k, int(j))
+            cuts += [(k, int(j))] * 2
+    n = len(children)
+    given = {k: Interval(np.vstack([c.intermediate[k].lower for c in children]),
+                         np.vstack([c.intermediate[k].upper for c in children]))
+             for k in smooth}
+    warm = {k: {side: np.repeat(v, n, 0) for side, v in sides.items()}
+            for k, sides in parent.alpha.items()}
+    result = compute_bounds(graph, Box(np.repeat(lo[None], n, 0), np.repeat(hi[None], n, 0)),
+                            method="alpha-crown", C=C, d=d, upper=False, intermediate=given,
+                            alpha=warm, options=options)
+    return children, cuts, result
+
+
 @pytest.mark.parametrize("name,build", NETS, ids=[n for n, _ in NETS])
 def test_a_child_with_its_parents_slopes_is_never_below_its_parent(name, build):
     """The same slopes on narrower intervals give tighter lines, so a child
@@ -149,23 +172,47 @@ def test_a_child_with_its_parents_slopes_is_never_below_its_parent(name, build):
     options = BoundOptions(float32=True, alpha_intermediate=False)
     parent = compute_bounds(graph, Box(lo[None], hi[None]), method="alpha-crown", C=C,
                             upper=False, options=options)
-    root = bab._Domain({}, dict(parent.pre_activation), None, 0.0)
-    children = []
-    for k in smooth:
-        widest = np.argsort(-parent.pre_activation[k].width[0])[:3]
-        children += [c for j in widest for c in bab._children(graph, root, k, int(j))]
-    n = len(children)
-    given = {k: Interval(np.vstack([c.intermediate[k].lower for c in children]),
-                         np.vstack([c.intermediate[k].upper for c in children]))
-             for k in smooth}
-    warm = {k: {side: np.repeat(v, n, 0) for side, v in sides.items()}
-            for k, sides in parent.alpha.items()}
-    result = compute_bounds(graph, Box(np.repeat(lo[None], n, 0), np.repeat(hi[None], n, 0)),
-                            method="alpha-crown", C=C, upper=False, intermediate=given,
-                            alpha=warm, options=dataclasses.replace(options,
-                                                                    alpha_iterations=0))
+    _, _, result = _warm_children(graph, smooth, parent, 3, lo, hi, C, None,
+                                  dataclasses.replace(options, alpha_iterations=0))
     assert np.all(result.lower >= parent.lower - 1e-9 * (1 + np.abs(parent.lower)))
     assert np.any(result.lower > parent.lower + 1e-6)
+
+
+@pytest.mark.parametrize("name,build", NETS, ids=[n for n, _ in NETS])
+@pytest.mark.parametrize("seed", range(2))
+def test_children_optimised_from_their_parents_slopes_hold_on_float32_points(name, build,
+                                                                             seed):
+    """A child's warm slopes may lie outside the range of f' on its narrower
+    interval (alpha-CROWN keeps them, see verifier.bounds.alpha): its bounds,
+    optimised from there as branch and bound does, must still hold for
+    onnxruntime's float32 outputs at every point of the child."""
+    rng = np.random.default_rng(10 + seed)
+    model = build(rng)
+    graph = load_model(model)
+    smooth = [k for k, n in enumerate(graph.nodes) if isinstance(n, SMOOTH_SPLIT)]
+    centre = rng.normal(size=graph.input_size)
+    lo, hi = float32_hull(centre - 0.7, centre + 0.7)
+    C = rng.normal(size=(4, graph.output_size))
+    X = _points(rng, lo, hi)
+    y32, pre = _float32_run(model, X)
+    d = (y32 @ C.T).min(axis=0) - 0.05
+    parent = compute_bounds(graph, Box(lo[None], hi[None]), method="alpha-crown", C=C, d=d,
+                            upper=False, options=dataclasses.replace(CHILD,
+                                                                     recompute_intermediate=False))
+    children, cuts, result = _warm_children(graph, smooth, parent, 2, lo, hi, C, d, CHILD)
+    n = len(children)
+    values = y32 @ C.T - d
+    floor = MARGIN_FLOOR + COMPARISON * (np.abs(y32).sum(axis=1, keepdims=True) + np.abs(d))
+    z = {k: pre[index] for index, k in enumerate(smooth)}
+    checked = 0
+    for child, (dom, (k, j)) in enumerate(zip(children, cuts)):
+        interval = dom.intermediate[k]
+        inside = (interval.lower[0, j] <= z[k][:, j]) & (z[k][:, j] <= interval.upper[0, j])
+        if not inside.any():
+            continue
+        assert np.all(result.lower[child] <= values[inside] + floor[inside]), (child, k, j)
+        checked += 1
+    assert checked >= n // 2
 
 
 def test_sigmoid_and_tanh_neurons_get_split_scores():

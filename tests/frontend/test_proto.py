@@ -106,6 +106,12 @@ def test_messages_are_onnx_classes_once_onnx_is_imported():
     assert proto.is_model(model) and proto.as_model(model) is model
     assert not proto.is_model(model.graph) and not proto.is_model(b"bytes")
     assert proto.data_type_name(7) == "int64"
+    assert (proto.FLOAT, proto.FLOAT16, proto.DOUBLE, proto.BFLOAT16) == (
+        TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+    kinds = onnx.AttributeProto
+    assert (proto.FLOAT_ATTR, proto.INT, proto.STRING, proto.TENSOR, proto.FLOATS, proto.INTS,
+            proto.STRINGS) == (kinds.FLOAT, kinds.INT, kinds.STRING, kinds.TENSOR, kinds.FLOATS,
+                               kinds.INTS, kinds.STRINGS)
     assert proto.data_type_name(999) == "unknown type 999"
 
 

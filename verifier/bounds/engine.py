@@ -558,15 +558,14 @@ def _split_scores(run, record, n_rows):
         if not isinstance(k, int):
             continue
         node = run.nodes[k]
+        A = A[:, :n_rows]
         if isinstance(node, (ops.Relu, ops.PRelu)):
             lines = run.relax[k].lines
-            A = A[:, :n_rows]
             lost = (np.minimum(A, 0.0) * lines.upper_intercept).sum(axis=1)
             lost += (np.maximum(A, 0.0) * lines.lower_intercept).sum(axis=1)
             lost = -lost
         elif isinstance(node, SMOOTH_SPLIT):
             below, above = _mean_gaps(run.relax[k])
-            A = A[:, :n_rows]
             lost = (np.maximum(A, 0.0) * below + np.maximum(-A, 0.0) * above).sum(axis=1)
         else:
             continue

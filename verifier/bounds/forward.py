@@ -31,20 +31,14 @@ def supports(graph) -> bool:
         for node in graph.nodes)
 
 
-def _concretize(form, center, radius):
-    """Lower bound of ``form·[x; 1]`` (form (n, B, d+1)) over the boxes
-    ``center ± radius`` (B, d); returns (n, B)."""
+def _concretize(form, center, radius, upper=False):
+    """Lower (or ``upper``) bound of ``form·[x; 1]`` (form (n, B, d+1)) over the
+    boxes ``center ± radius`` (B, d); returns (n, B). The upper bound is
+    ``-_concretize(-form)`` without negating the form."""
     coef, const = form[..., :-1], form[..., -1]
-    return (np.einsum("nbd,bd->nb", coef, center) - np.einsum("nbd,bd->nb", np.abs(coef), radius)
-            + const)
-
-
-def _concretize_upper(form, center, radius):
-    """Upper bound of ``form·[x; 1]`` over the boxes: ``-_concretize(-form)``
-    without negating the form (the same floating-point result)."""
-    coef, const = form[..., :-1], form[..., -1]
-    return (np.einsum("nbd,bd->nb", coef, center) + np.einsum("nbd,bd->nb", np.abs(coef), radius)
-            + const)
+    mid = np.einsum("nbd,bd->nb", coef, center)
+    spread = np.einsum("nbd,bd->nb", np.abs(coef), radius)
+    return (mid + spread if upper else mid - spread) + const
 
 
 def _affine(W, lo_form, up_form):
@@ -110,7 +104,7 @@ def forward_bounds(graph, lower, upper, given=None):
             lo, up = lo + lo2, up + up2
         elif isinstance(node, (ops.Relu, ops.PRelu)):
             l = _concretize(lo, center, radius)
-            u = _concretize_upper(up, center, radius)
+            u = _concretize(up, center, radius, upper=True)
             if given is not None and i in given:
                 l = np.maximum(l, given[i].lower.T)
                 u = np.minimum(u, given[i].upper.T)

@@ -15,7 +15,8 @@ from verifier.frontend.registry import Unsupported, Var, is_var, lookup, node_at
 from verifier.ir import ops
 from verifier.ir.graph import Graph
 
-_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}
+_FLOAT_TYPES = {proto.FLOAT: "float32", proto.FLOAT16: "float16", proto.DOUBLE: "float64",
+                proto.BFLOAT16: "bfloat16"}
 
 #: Why well-known ops have no converter, and what the user can do instead.
 _UNSUPPORTED_HINTS = {
@@ -32,11 +33,6 @@ _UNSUPPORTED_HINTS = {
                      "DequantizeLinear"),
                     "quantized ops are not supported; export the float network"),
 }
-
-
-def element_type_name(elem_type: int) -> str:
-    """The ONNX name of a tensor element type number (7 -> 'int64')."""
-    return proto.data_type_name(elem_type)
 
 
 def _looks_like_text(data: bytes) -> bool:
@@ -172,7 +168,7 @@ def lower_model(model, where: str = "<model>") -> Graph:
     elem = inputs[0].type.tensor_type.elem_type
     if elem not in _FLOAT_TYPES:
         raise UnsupportedGraphError(
-            f"input {inputs[0].name!r} has element type {element_type_name(elem)}; only "
+            f"input {inputs[0].name!r} has element type {proto.data_type_name(elem)}; only "
             f"float inputs ({', '.join(_FLOAT_TYPES.values())}) are supported", where)
 
     ctx = Lowering(opset)

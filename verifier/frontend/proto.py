@@ -27,9 +27,12 @@ import numpy as np
 _MODULE = "verifier.frontend._onnx_ml_pb2"
 _loaded = {}
 
+#: TensorProto.DataType numbers of the float types (fixed by the ONNX standard)
+FLOAT, FLOAT16, DOUBLE, BFLOAT16 = 1, 10, 11, 16
+
 # TensorProto.DataType -> (numpy dtype, the typed field holding the values)
 _TENSOR_TYPES = {
-    1: (np.dtype("<f4"), "float_data"),
+    FLOAT: (np.dtype("<f4"), "float_data"),
     2: (np.dtype("u1"), "int32_data"),
     3: (np.dtype("i1"), "int32_data"),
     4: (np.dtype("<u2"), "int32_data"),
@@ -37,15 +40,15 @@ _TENSOR_TYPES = {
     6: (np.dtype("<i4"), "int32_data"),
     7: (np.dtype("<i8"), "int64_data"),
     9: (np.dtype("bool"), "int32_data"),
-    10: (np.dtype("<f2"), "int32_data"),   # float16 bit patterns in int32_data
-    11: (np.dtype("<f8"), "double_data"),
+    FLOAT16: (np.dtype("<f2"), "int32_data"),   # float16 bit patterns in int32_data
+    DOUBLE: (np.dtype("<f8"), "double_data"),
     12: (np.dtype("<u4"), "uint64_data"),
     13: (np.dtype("<u8"), "uint64_data"),
 }
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
-# AttributeProto.AttributeType
-_FLOAT, _INT, _STRING, _TENSOR, _FLOATS, _INTS, _STRINGS = 1, 2, 3, 4, 6, 7, 8
+#: AttributeProto.AttributeType numbers of the attribute kinds read here
+FLOAT_ATTR, INT, STRING, TENSOR, FLOATS, INTS, STRINGS = 1, 2, 3, 4, 6, 7, 8
 
 
 def messages():
@@ -100,7 +103,7 @@ def to_array(tensor) -> np.ndarray:
     shape = tuple(int(d) for d in tensor.dims)
     if tensor.HasField("raw_data"):
         values = np.frombuffer(tensor.raw_data, dtype=dtype)
-    elif tensor.data_type == 10:
+    elif tensor.data_type == FLOAT16:
         values = np.asarray(tensor.int32_data, dtype=np.uint16).view(np.float16)
     else:
         values = np.asarray(getattr(tensor, field), dtype=dtype)
@@ -113,7 +116,7 @@ def to_array(tensor) -> np.ndarray:
 
 def store_array(tensor, array: np.ndarray) -> None:
     """Make ``tensor`` hold ``array`` (float32 or float64; name kept), as raw data."""
-    codes = {np.dtype(np.float32): 1, np.dtype(np.float64): 11}
+    codes = {np.dtype(np.float32): FLOAT, np.dtype(np.float64): DOUBLE}
     array = np.asarray(array)
     if array.dtype not in codes:
         raise TypeError(f"store_array takes float32 or float64 arrays, not {array.dtype}")
@@ -129,19 +132,19 @@ def attribute_value(attr):
     """The value of an ``AttributeProto``: a number, bytes, a ``TensorProto``
     or a list of them, as ``onnx.helper.get_attribute_value`` gives it."""
     kind = attr.type
-    if kind == _FLOAT:
+    if kind == FLOAT_ATTR:
         return attr.f
-    if kind == _INT:
+    if kind == INT:
         return attr.i
-    if kind == _STRING:
+    if kind == STRING:
         return attr.s
-    if kind == _TENSOR:
+    if kind == TENSOR:
         return attr.t
-    if kind == _FLOATS:
+    if kind == FLOATS:
         return list(attr.floats)
-    if kind == _INTS:
+    if kind == INTS:
         return list(attr.ints)
-    if kind == _STRINGS:
+    if kind == STRINGS:
         return list(attr.strings)
     from onnx import helper
 

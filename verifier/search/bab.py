@@ -434,16 +434,12 @@ def _choose(ctx, batch, relus, smooth, rows, hull, f32):
 def _try_points(ctx, case_index, rows, points, which):
     """Replay the most promising of the CROWN minimisers ``points`` ``(n, k, n_in)``
     of the sub-problems ``which`` (still open): the first counterexample, or None."""
-    from verifier.ir import evaluate
     from verifier.verify import try_candidates
 
     if points is None or not len(which):
         return None
-    graph = ctx.graph
     x = points[which].reshape(-1, points.shape[-1])
-    y = evaluate(graph, x.reshape((len(x),) + tuple(graph.input_shape))).reshape(len(x), -1)
-    margins, _ = rows.worst_margin(y)
-    return try_candidates(ctx, case_index, x, margins)
+    return try_candidates(ctx, case_index, x, rows.margins_at(ctx.graph, x))
 
 
 def _children(graph, dom, node, neuron):
@@ -543,25 +539,16 @@ def _candidates(dom, relus, smooth, count):
     area u*(-l)/(u-l) breaks ties and stands in where no score is known (the
     width for the others)."""
     found = []
-    for k in smooth:
-        interval = dom.intermediate[k]
-        width = interval.upper[0] - interval.lower[0]
-        free = np.flatnonzero(np.isfinite(width) & (width >= MIN_SPLIT_WIDTH))
-        if not len(free):
-            continue
-        score = width[free] * 1e-6
-        if dom.scores and k in dom.scores:
-            score = score + dom.scores[k][free]
-        top = np.argsort(-score, kind="stable")[:count]
-        found.extend((float(score[t]), k, int(free[t])) for t in top)
-    for k in relus:
-        interval = dom.intermediate[k]
-        lower, upper = interval.lower[0], interval.upper[0]
-        free = np.flatnonzero((dom.splits[k] == 0) & (lower < 0) & (upper > 0))
-        if not len(free):
-            continue
-        area = upper[free] * -lower[free] / np.maximum(upper[free] - lower[free], 1e-12)
-        score = area * 1e-6
+    for k in smooth + relus:
+        lower, upper = dom.intermediate[k].lower[0], dom.intermediate[k].upper[0]
+        width = upper - lower
+        if k in smooth:
+            free = np.flatnonzero(np.isfinite(width) & (width >= MIN_SPLIT_WIDTH))
+            tie = width[free]
+        else:
+            free = np.flatnonzero((dom.splits[k] == 0) & (lower < 0) & (upper > 0))
+            tie = upper[free] * -lower[free] / np.maximum(width[free], 1e-12)
+        score = tie * 1e-6
         if dom.scores and k in dom.scores:
             score = score + dom.scores[k][free]
         top = np.argsort(-score, kind="stable")[:count]

@@ -47,7 +47,6 @@ from verifier.bounds.forward import spec_lower
 from verifier.bounds.inputs import Box
 from verifier.bounds.roundoff import float32_hull
 from verifier.bounds.result import BoundOptions
-from verifier.ir import evaluate
 from verifier.search.attack import Targets, pgd
 from verifier.search.plan import LpBudget
 from verifier.search.progress import Progress
@@ -107,6 +106,8 @@ class BoxQueue:
     bound = property(lambda self: self._bound[:self.size])
     hint = property(lambda self: None if self._hint is None else
                     tuple(h[:self.size] for h in self._hint))
+    known = property(lambda self: None if self._known is None else
+                     tuple(k[:self.size] for k in self._known))
 
     @classmethod
     def of(cls, lower, upper, bound, hint=None, known=None) -> "BoxQueue":
@@ -117,9 +118,15 @@ class BoxQueue:
 
     def take(self, index) -> "BoxQueue":
         """A queue of the boxes ``index`` (this one unchanged)."""
-        hint, known = ((None if extra is None else tuple(h[:self.size][index] for h in extra))
-                       for extra in (self._hint, self._known))
+        hint, known = ((None if extra is None else tuple(h[index] for h in extra))
+                       for extra in (self.hint, self.known))
         return BoxQueue.of(self.lower[index], self.upper[index], self.bound[index], hint, known)
+
+    def deal(self, parts: int) -> list["BoxQueue"]:
+        """The boxes sorted by bound and dealt round-robin into ``parts`` queues
+        (each gets a share of the worst and of the best boxes); this one unchanged."""
+        order = np.argsort(self.bound, kind="stable")
+        return [self.take(order[j::parts]) for j in range(parts)]
 
     def replace(self, other: "BoxQueue"):
         """Hold ``other``'s boxes instead of this queue's."""
@@ -349,10 +356,11 @@ def look_ahead(graph, chain, rows: CaseRows, lower, upper, hint, bound, coef, op
         mine = np.flatnonzero(choice[which] == j)
         pick = np.concatenate([mine, mine + len(which)])
         open_poly = rows.open_polytopes(found.lower[pick], found.margin[pick])
-        pick = pick[open_poly.any(axis=1)]
-        parts.append((low[pick], up[pick], rows.worst_open(found.lower[pick], open_poly[
-            open_poly.any(axis=1)]), found.pre_lower[pick], found.pre_upper[pick],
-            found.lower[pick], found.margin[pick], found.coef[pick]))
+        still = open_poly.any(axis=1)
+        pick = pick[still]
+        parts.append((low[pick], up[pick], rows.worst_open(found.lower[pick], open_poly[still]),
+                      found.pre_lower[pick], found.pre_upper[pick],
+                      found.lower[pick], found.margin[pick], found.coef[pick]))
     low, up, order, pre_low, pre_up, row_bound, margin, coefs = (
         np.concatenate(column) for column in zip(*parts))
     return (low, up, order, (pre_low, pre_up)), (row_bound, margin, coefs), bounded
@@ -426,7 +434,9 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None, 
     a counterexample is found or time runs out. ``replay(ctx, case, points,
     margins, count, slack)`` tries candidate points (a replayed
     counterexample or None); ``team`` (a :class:`~verifier.search.split_workers.Team`)
-    may hand part of the queue to worker processes and report their results."""
+    may hand part of the queue to worker processes and report their results;
+    ``share(queue)``, called once a round, may take boxes out of the queue
+    (a worker handing them back to its idle parent)."""
     graph = ctx.graph
     case = search_case.case
     lp_budget = LpBudget(0.1)
@@ -451,8 +461,8 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None, 
             news = team.poll(ctx, case_index, queue, time.monotonic() - started)
             if news is not None:
                 return news
-        if share is not None and share(queue) and not len(queue):
-            break
+        if share is not None:
+            share(queue)
         lower, upper, hint, known = queue.pop_worst(settings.batch)
         if search_case.constrained:
             lower, upper = search_case.restrict(lower, upper, lp_budget)
@@ -485,9 +495,7 @@ def run_queue(ctx, case_index, search_case, settings, queue, replay, team=None, 
         reps = len(points) // len(lower)
         points = search_case.project(points, np.tile(lower, (reps, 1)),
                                      np.tile(upper, (reps, 1)))
-        y = evaluate(graph, points.reshape((len(points),) + graph.input_shape))
-        margins, _ = rows.worst_margin(y.reshape(len(points), -1))
-        cex = replay(ctx, case_index, points, margins, 4, 1e-4)
+        cex = replay(ctx, case_index, points, rows.margins_at(graph, points), 4, 1e-4)
         worst = rows.worst_open(bound, open_poly)
         if cex is None and attack_seconds < settings.attack_share * (time.monotonic() - started):
             tick = time.monotonic()

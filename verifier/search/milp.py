@@ -479,13 +479,10 @@ def prove_case(ctx, case_index, box, rows, root, margin):
 def row_workers(ctx=None) -> int:
     """Rows solved at once: ``--workers`` when given, else the CPUs this process
     may use."""
+    from verifier.search.split_workers import available_cores
+
     chosen = getattr(getattr(ctx, "options", None), "workers", None)
-    if chosen:
-        return max(1, int(chosen))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, int(chosen)) if chosen else available_cores()
 
 
 def _solve_rows(todo, solve, workers, stop):

@@ -72,6 +72,15 @@ class CaseRows:
         return best[pick, k], row[pick, k]
 
 
+    def margins_at(self, graph, x):
+        """(B,) :meth:`worst_margin` of the IR's float64 outputs at the inputs
+        ``x`` (B, n_in) of ``graph``."""
+        from verifier.ir import evaluate
+
+        y = evaluate(graph, x.reshape((len(x),) + tuple(graph.input_shape)))
+        return self.worst_margin(y.reshape(len(x), -1))[0]
+
+
 def record_root_margins(stats, margin):
     """Record the largest and median row margins of the root (first case's) in the stats."""
     if "margin_max" not in stats:

@@ -68,7 +68,7 @@ class Team:
         self.search_case = search_case
         self.processes = []
         self.messages = None
-        self.hungry = None
+        self.context = self.hungry = None
         self.running = 0
         self.child_boxes = 0
         self.returned = []      # BoxQueues handed back by children, not yet searched
@@ -96,9 +96,7 @@ class Team:
 
     def finish(self, ctx, case_index, outcome):
         """The region's outcome once the parent's own part ended with ``outcome``."""
-        from verifier.search.input_split import SplitOutcome
-
-        from verifier.search.input_split import run_queue
+        from verifier.search.input_split import SplitOutcome, run_queue
         from verifier.verify import try_candidates
 
         if not outcome.proved or not self.processes:
@@ -141,23 +139,21 @@ class Team:
 
     # -------------------------------------------------------------- internals
     def _fork(self, ctx, case_index, queue):
-        context = multiprocessing.get_context("fork")
-        self.messages = context.Queue()
-        self.hungry = context.Event()
+        self.context = multiprocessing.get_context("fork")
+        self.messages = self.context.Queue()
+        self.hungry = self.context.Event()
         self._spawn(ctx, case_index, queue, self.workers - 1)
         ctx.stats["workers"] = self.workers
 
     def _spawn(self, ctx, case_index, queue, count):
-        """Deal the queue's boxes, sorted by bound, round-robin into ``count + 1``
-        parts; keep the first and fork a worker for each other one."""
-        context = multiprocessing.get_context("fork")
+        """Deal the queue's boxes into ``count + 1`` parts (:meth:`BoxQueue.deal`);
+        keep the first and fork a worker for each other one."""
         self.hungry.clear()
-        order = np.argsort(queue.bound, kind="stable")
-        parts = [queue.take(order[j::count + 1]) for j in range(count + 1)]
+        parts = queue.deal(count + 1)
         queue.replace(parts[0])
         parent = os.getpid()
         for j in range(1, count + 1):
-            process = context.Process(
+            process = self.context.Process(
                 target=_child, daemon=True,
                 args=(ctx, case_index, self.search_case, self.settings, parts[j],
                       self.messages, self.hungry, parent, len(self.processes) + 1))
@@ -210,16 +206,12 @@ def _child(ctx, case_index, search_case, settings, queue, messages, hungry, pare
     ctx.rng = np.random.default_rng((ctx.options.seed, number))
 
     def share(queue):
-        if not hungry.is_set() or len(queue) < 2 * MIN_SHARE:
-            return 0
-        hungry.clear()
-        order = np.argsort(queue.bound, kind="stable")
-        given = queue.take(order[1::2])
-        queue.replace(queue.take(order[0::2]))
-        hint = given.hint
-        known = given._known and tuple(k[:given.size] for k in given._known)
-        messages.put(("boxes", given.lower, given.upper, given.bound, hint, known))
-        return len(given)
+        if hungry.is_set() and len(queue) >= 2 * MIN_SHARE:
+            hungry.clear()
+            kept, given = queue.deal(2)
+            queue.replace(kept)
+            messages.put(("boxes", given.lower, given.upper, given.bound, given.hint,
+                          given.known))
 
     def report(ctx, case_index, points, margins, count, slack):
         best = np.argsort(margins)[:count]
