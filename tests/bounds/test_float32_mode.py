@@ -7,6 +7,7 @@ whose float32 pre-activations lie in it, and be about as tight as the
 real-valued bounds."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -149,3 +150,65 @@ def test_float32_bounds_refuse_what_they_do_not_cover():
     ball = L2Ball(np.zeros((1, graph.input_size)), np.full(1, 0.1))
     with pytest.raises(VerifierError, match="float32 bounds"):
         compute_bounds(graph, ball, method="crown", options=FLOAT32)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_children_keep_the_layers_their_newest_split_cannot_change(seed, monkeypatch):
+    """ReLU splitting bounds a batch of children in groups of the same newest
+    split node, reusing the parent's input bounds of every nonlinearity
+    upstream of that node (``BoundOptions.keep_intermediate``). The reuse is
+    lossless (the same intermediate bounds as recomputing every layer), the
+    layers after the split are recomputed (some tighter than the parent's),
+    and every bound holds at the onnxruntime float32 points of each child."""
+    from verifier.search import bab
+    from verifier.search.rows import CaseRows
+
+    monkeypatch.setattr(bab, "MIN_GROUP", 1)  # one group per newest split node
+    rng = np.random.default_rng(50 + seed)
+    model = deep_net(rng, "Relu", 5, width=16, n_in=6)
+    graph = load_model(model)
+    centre = rng.normal(size=graph.input_size)
+    lo, hi = float32_hull(centre - 0.4, centre + 0.4)
+    C = rng.normal(size=(4, graph.output_size))
+    X = _points(rng, lo, hi, graph.input_size)
+    y32, pre = _float32_values(model, X)
+    d = (y32 @ C.T).min(axis=0) - 0.05
+    rows = CaseRows(C, d, np.zeros(len(d), np.intp), 1, np.zeros(1, np.intp))
+    root = compute_bounds(graph, Box(lo[None], hi[None]), method="crown", C=C, d=d,
+                          upper=False, options=FLOAT32)
+    relus = [k for k, n in enumerate(graph.nodes) if isinstance(n, ops.Relu)]
+    parent = bab._Domain({k: np.zeros(graph.nodes[graph.nodes[k].inputs[0]].size, np.int8)
+                          for k in relus}, dict(root.pre_activation), None,
+                         float(root.lower.min()), None, np.arange(len(d)), root.lower[0])
+    children = []
+    for index in (0, 2, len(relus) - 1):  # neurons the samples see on both sides
+        z = pre[index]
+        both = np.flatnonzero((z.min(axis=0) < 0) & (z.max(axis=0) > 0))
+        assert both.size, "the test net needs a ReLU of each chosen layer unstable"
+        children += bab._children(graph, parent, relus[index], int(both[0]))
+    children.sort(key=lambda c: c.newest)
+    assert len(bab._groups(children)) == 3
+    grouped, _ = bab._bound_batch(graph, children, relus, rows, (lo, hi), CHILD, None)
+    every = dataclasses.replace(CHILD, keep_intermediate=frozenset())
+    monkeypatch.setattr(bab, "_unchanged", lambda graph, domains: frozenset())
+    full, _ = bab._bound_batch(graph, children, relus, rows, (lo, hi), every, None)
+    tighter = 0
+    for index, k in enumerate(relus):
+        mine, all_of = grouped.pre_activation[k], full.pre_activation[k]
+        np.testing.assert_allclose(mine.lower, all_of.lower, rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(mine.upper, all_of.upper, rtol=1e-9, atol=1e-9)
+        tighter += np.sum(mine.upper < root.pre_activation[k].upper - 1e-9)
+    assert tighter, "no child tightened a layer after its split"
+    values = y32 @ C.T - d
+    floor = FLOOR(y32)
+    for leaf, child in enumerate(children):
+        k = child.newest
+        j = int(np.flatnonzero(child.splits[k])[0])
+        z = pre[relus.index(k)][:, j]
+        inside = child.splits[k][j] * z >= 0
+        assert inside.any()
+        assert np.all(grouped.lower[leaf] <= values[inside] + floor[inside])
+        for index, node in enumerate(relus):
+            interval = grouped.pre_activation[node]
+            z = pre[index][inside]
+            assert np.all(interval.lower[leaf] <= z) and np.all(z <= interval.upper[leaf])

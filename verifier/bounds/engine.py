@@ -419,8 +419,9 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
         intermediate: nonlinear node index -> :class:`Interval` (or a pair) of
             previously computed sound bounds of that node's input (e.g. the
             parent's ``pre_activation`` in branch and bound): they are
-            intersected in and, unless ``options.recompute_intermediate``,
-            not recomputed by CROWN.
+            intersected in and, unless ``options.recompute_intermediate``
+            (and the node is not in ``options.keep_intermediate``), not
+            recomputed by CROWN.
         alpha, beta: warm starts for alpha-CROWN, as returned in
             :class:`BoundsResult` (entries whose shape does not match are
             ignored).
@@ -461,12 +462,14 @@ def compute_bounds(graph: Graph, inputs, *, method: str = "crown", C=None, d=Non
                 splits={k: v[s] for k, v in splits.items()},
                 intermediate={k: v.take(s) for k, v in given.items()},
                 alpha=take_nested(alpha, s), beta=take_nested(beta, s), options=options))
-        return _concatenate(parts)
+        return concatenate(parts)
     return _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, options)
 
 
 def _compute(graph, inputs, method, C, d, upper, splits, given, alpha, beta, options):
-    fixed = frozenset() if options.recompute_intermediate else frozenset(given)
+    fixed = frozenset(given)
+    if options.recompute_intermediate:
+        fixed = fixed & frozenset(options.keep_intermediate)
     if method != "alpha-crown" or not options.alpha_intermediate:
         return _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, beta,
                        options)
@@ -599,7 +602,9 @@ def _mean_gaps(relaxation):
             np.where(finite, np.fmax(above, 0.0), 0.0))
 
 
-def _concatenate(parts):
+def concatenate(parts):
+    """One :class:`BoundsResult` of the batches of ``parts`` (results of the
+    same graph, method and rows, in order)."""
     first = parts[0]
 
     def cat_intervals(key):

@@ -46,6 +46,10 @@ class BoundOptions:
             multiply-adds of the backward sweep (batch x rows x sizes).
         recompute_intermediate: when pre-activation bounds are passed in,
             also recompute them and keep the tighter (default: reuse them).
+        keep_intermediate: nonlinear nodes whose given input bounds are
+            reused even with ``recompute_intermediate`` (branch and bound
+            passes the nodes a child's newest split cannot change: those
+            whose input does not depend on the split neuron's output).
         chunk_elements: the largest coefficient array (in float64 entries)
             one backward sweep may hold; rows and batch are chunked to fit.
         alpha_iterations, alpha_lr, beta_lr, lr_decay: projected Adam ascent
@@ -92,6 +96,7 @@ class BoundOptions:
     intermediate: str = "auto"
     max_crown_work: float = 4e9
     recompute_intermediate: bool = False
+    keep_intermediate: frozenset = frozenset()
     chunk_elements: int = 1 << 23
     alpha_iterations: int = 20
     alpha_lr: float = 0.1
