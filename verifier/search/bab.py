@@ -10,7 +10,8 @@ Two strategies, chosen from the problem:
   phase constraints, bounded by alpha-CROWN with the constraints enforced
   (beta-CROWN's multipliers), warm-started from the parent's slopes and
   multipliers; their intermediate bounds are the parent's intersected with a
-  CROWN pass under the child's own splits. A child bounds only the rows of
+  CROWN pass under the child's own splits (for the layers after its newest
+  split; those before it keep the parent's). A child bounds only the rows of
   the polytopes its parent left open and keeps the parent's row bounds where
   tighter. The branching neuron: the unstable ReLUs with the best BaBSR-like
   scores (the bound the CROWN pass lost to each relaxation, Bunel et al.
