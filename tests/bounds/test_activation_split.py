@@ -225,5 +225,5 @@ def test_sigmoid_and_tanh_neurons_get_split_scores():
     assert sorted(result.split_scores) == smooth
     for k in smooth:
         scores = result.split_scores[k]
-        assert scores.shape == (1, graph.nodes[k].size)
+        assert scores.shape == (1, 3, graph.nodes[k].size)  # per row
         assert np.all(scores >= 0) and scores.max() > 0

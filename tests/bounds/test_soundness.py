@@ -243,7 +243,7 @@ def test_a_branch_and_bound_step_through_the_api():
     parent = compute_bounds(graph, Box(lower, upper), method="alpha-crown", C=C, upper=False)
     assert parent.upper is None and parent.lower.shape == (2, 1)
     k = max(parent.split_scores, key=lambda key: parent.split_scores[key][0].max())
-    scores = parent.split_scores[k]
+    scores = parent.split_scores[k][:, 0]  # the one row
     interval = parent.pre_activation[k]
     stable = (interval.lower >= 0) | (interval.upper <= 0)
     assert np.all(scores >= 0) and np.all(scores[stable] == 0) and scores[0].max() > 0

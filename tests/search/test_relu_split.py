@@ -152,3 +152,25 @@ def test_relu_splitting_replays_the_minimisers_of_its_bounds(tmp_path):
                                        input_split_max_dim=0))
     assert result.verdict is Verdict.SAT
     assert "ReLU splitting" in result.reason
+
+
+def test_branching_weighs_rows_by_how_far_their_polytope_is_from_refuted(monkeypatch):
+    """The neuron is chosen by the split scores of the rows weighted by
+    ``(bound_p / bound_worst) ** FOCUS_POWER`` of their polytope (its best row):
+    the worst open polytope counts most; with power 0 every row the same."""
+    from verifier.search.rows import CaseRows
+
+    rows = CaseRows(np.zeros((5, 2)), np.zeros(5), np.array([0, 0, 1, 2, 2]), 3,
+                    np.array([0, 2, 3]))
+    lower = np.array([-3.0, -0.5, -1.0, -2.0, 0.1])  # polytope bests: -0.5, -1.0, 0.1
+    scores = {7: np.array([[0.0, 5.0], [0.0, 5.0], [2.0, 0.0], [0.0, 5.0], [0.0, 5.0]])}
+    interval = bab.Interval(np.full((1, 2), -1.0), np.ones((1, 2)))
+    dom = bab._Domain({7: np.zeros(2, np.int8)}, {7: interval}, None, -1.0, scores,
+                      np.arange(5), lower)
+    monkeypatch.setattr(bab, "FOCUS_POWER", 4.0)
+    focus = bab._focus(dom, rows)
+    np.testing.assert_allclose(focus, [0.5 ** 4, 0.5 ** 4, 1.0, 0.0, 0.0])
+    assert bab._candidates(dom, [7], [], 1, focus) == [(7, 0)]  # 2 against 0.625
+    assert bab._candidates(dom, [7], [], 1) == [(7, 1)]  # all rows alike: the other neuron
+    monkeypatch.setattr(bab, "FOCUS_POWER", 0.0)
+    np.testing.assert_allclose(bab._focus(dom, rows), np.ones(5))

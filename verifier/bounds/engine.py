@@ -545,8 +545,8 @@ def _single(graph, inputs, method, C, d, upper, splits, given, fixed, alpha, bet
 
 
 def _split_scores(run, record, n_rows):
-    """Per neuron of a Relu/PRelu node, the bound lost to its upper (chord)
-    line in the CROWN pass, summed over the lower rows: ``-sum_r min(A_r,
+    """Per lower row and neuron of a Relu/PRelu node, ``(B, R, n)``, the
+    bound lost to its upper (chord) line in the CROWN pass: ``-min(A_r,
     0)·intercept`` (>= 0; 0 for stable neurons). Splitting the neuron removes
     that term: the BaBSR-style estimate of Bunel et al., "Branch and Bound for
     Piecewise Linear Neural Network Verification", JMLR 2020.
@@ -554,8 +554,8 @@ def _split_scores(run, record, n_rows):
     Per neuron of a Sigmoid/Tanh node (:data:`SMOOTH_SPLIT`), the same idea
     for a relaxation that no split makes exact: the mean vertical gap between
     the selected line and the function over the neuron's input interval,
-    times the coefficient's magnitude, summed over the lower rows (the bound
-    the relaxation loses on average; splitting the interval shrinks it)."""
+    times the coefficient's magnitude, per lower row (the bound the
+    relaxation loses on average; splitting the interval shrinks it)."""
     scores = {}
     for k, A in record.items():
         if not isinstance(k, int):
@@ -564,15 +564,14 @@ def _split_scores(run, record, n_rows):
         A = A[:, :n_rows]
         if isinstance(node, (ops.Relu, ops.PRelu)):
             lines = run.relax[k].lines
-            lost = (np.minimum(A, 0.0) * lines.upper_intercept).sum(axis=1)
-            lost += (np.maximum(A, 0.0) * lines.lower_intercept).sum(axis=1)
-            lost = -lost
+            lost = -(np.minimum(A, 0.0) * lines.upper_intercept
+                     + np.maximum(A, 0.0) * lines.lower_intercept)
         elif isinstance(node, SMOOTH_SPLIT):
             below, above = _mean_gaps(run.relax[k])
-            lost = (np.maximum(A, 0.0) * below + np.maximum(-A, 0.0) * above).sum(axis=1)
+            lost = np.maximum(A, 0.0) * below + np.maximum(-A, 0.0) * above
         else:
             continue
-        scores[k] = np.broadcast_to(lost, (run.batch, lost.shape[-1])).copy()
+        scores[k] = np.broadcast_to(lost, (run.batch,) + A.shape[1:]).copy()
     return scores
 
 

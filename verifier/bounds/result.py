@@ -140,8 +140,8 @@ class BoundsResult:
         intermediate_methods: node index -> 'ibp', 'crown' or 'alpha-crown'
             (how the input bounds of each nonlinearity were computed).
         split_scores: for 'crown' and 'alpha-crown', Relu/PRelu (and
-            Sigmoid/Tanh) node index -> ``(B, n)``: how much the CROWN lower
-            bounds (summed over the rows) lose to each neuron's relaxation
+            Sigmoid/Tanh) node index -> ``(B, R, n)``: how much the CROWN
+            lower bound of each row loses to each neuron's relaxation
             (>= 0, 0 when a ReLU is stable); a branching heuristic
             (BaBSR-like).
         cut_short: the deadline of :class:`BoundOptions` stopped some
